@@ -1,0 +1,29 @@
+"""Typed errors. Each message says what is wrong and what to do; the CLI prints it as one line."""
+
+
+class GanportError(Exception):
+    """Base class for every error ganport reports to a user without a traceback."""
+
+
+class DataError(GanportError):
+    """A dataset is missing, corrupt or of the wrong shape."""
+
+
+class ModelError(GanportError):
+    """A model file is missing, unreadable or holds something ganport cannot handle."""
+
+
+class UnsupportedLayerError(ModelError):
+    """A model holds layers that no ganport converter supports."""
+
+
+class ParityError(GanportError):
+    """An export or a backend disagrees with the Keras reference beyond tolerance."""
+
+
+class TrainingDivergedError(GanportError):
+    """A loss became NaN or Inf during training."""
+
+
+class RuntimeUnavailableError(GanportError):
+    """The requested execution device or provider is not available."""

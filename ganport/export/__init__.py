@@ -1,0 +1,213 @@
+"""Export a run or a Keras model file to ONNX, DL4J-ready HDF5 or native .keras, then validate what was written.
+
+Each file is written under a temporary name, reloaded, run on fixed inputs and compared with the Keras model; only a
+file within tolerance is renamed into place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import ganport
+from ganport.errors import ModelError
+from ganport.export import to_h5, to_onnx
+from ganport.export.layers import flat_layers
+from ganport.files import atomic_path
+from ganport.parity import EXPORT_ATOL, REFERENCE_SEED, Comparison, compare, reference_noise, require_all
+from ganport.train import RunFolder
+
+FORMATS = {"onnx": ".onnx", "h5": ".h5", "keras": ".keras"}
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a model is, and the tensor names its exports use."""
+
+    name: str
+    input_name: str
+    output_name: str
+
+
+GENERATOR = Role("generator", "z", "image")
+DISCRIMINATOR = Role("discriminator", "image", "validity")
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    role: Role
+    model: keras.Model  # flat Keras 3 Sequential sharing the source's layers
+    stem: str
+    origin: Path
+    iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    path: Path
+    role: str
+    format: str
+    comparison: Comparison
+    test_vectors: Path | None = None
+
+
+def role_of(model: keras.Model) -> Role:
+    rank = len(model.inputs[0].shape)
+    if rank == 2:
+        return GENERATOR
+    if rank in (3, 4) and tuple(model.outputs[0].shape[1:]) == (1,):
+        return DISCRIMINATOR
+    raise ModelError(
+        f"Model {model.name!r} maps {list(model.inputs[0].shape)} to {list(model.outputs[0].shape)}; "
+        "expected a generator [batch, latent] -> image or a discriminator image -> [batch, 1]."
+    )
+
+
+def flatten(model: keras.Model) -> keras.Sequential:
+    """A flat Sequential over the same layer objects: DL4J cannot import nested models, and flat is simpler."""
+    return keras.Sequential([keras.Input(shape=tuple(model.inputs[0].shape[1:])), *flat_layers(model)], name=model.name)
+
+
+def load_model_file(path: Path) -> keras.Model:
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist; pass a run folder or a .keras/.h5 model file.")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise ModelError(
+            f"{path} is not a Keras model file ({', '.join(MODEL_SUFFIXES)}); pass a run folder or a saved Keras model."
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for corrupt or foreign files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(f"Cannot load {path} as a Keras model ({reason}).") from None
+
+
+def load_sources(source: str | Path) -> list[SourceModel]:
+    """A run folder gives its generator and discriminator; a model file gives itself."""
+    path = Path(source)
+    run = RunFolder(path)
+    if path.is_dir():
+        if not run.generator.is_file():
+            raise ModelError(
+                f"{path} is not a ganport run folder (no {run.generator.name}); "
+                "pass a run folder written by `ganport train` or a model file."
+            )
+        iterations = run.read_state().get("iteration")
+        return [
+            SourceModel(role, flatten(load_model_file(file)), role.name, file, iterations)
+            for role, file in ((GENERATOR, run.generator), (DISCRIMINATOR, run.discriminator))
+        ]
+    model = load_model_file(path)
+    return [SourceModel(role_of(model), flatten(model), path.stem, path)]
+
+
+def reference_inputs(sources: list[SourceModel]) -> dict[str, np.ndarray]:
+    """Fixed inputs per role: seeded noise for the generator; its images (or seeded uniform pixels) for the critic."""
+    inputs: dict[str, np.ndarray] = {}
+    for source in sources:
+        if source.role is GENERATOR:
+            inputs[GENERATOR.name] = reference_noise(int(source.model.inputs[0].shape[-1]))
+    for source in sources:
+        if source.role is DISCRIMINATOR:
+            shape = tuple(source.model.inputs[0].shape[1:])
+            generator = next((s for s in sources if s.role is GENERATOR), None)
+            inputs[DISCRIMINATOR.name] = (
+                predict(generator.model, inputs[GENERATOR.name])
+                if generator is not None
+                else np.random.default_rng(REFERENCE_SEED)
+                .uniform(-1, 1, (len(reference_noise(1)), *shape))
+                .astype(np.float32)
+            )
+    return inputs
+
+
+def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    return np.asarray(model(tf.constant(inputs), training=False))
+
+
+def metadata(source: SourceModel) -> dict[str, str]:
+    return {
+        "producer": "ganport",
+        "ganport_version": ganport.__version__,
+        "role": source.role.name,
+        "latent_dim": str(source.model.inputs[0].shape[-1]) if source.role is GENERATOR else "",
+        "iterations": "" if source.iterations is None else str(source.iterations),
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def _target(source: SourceModel, fmt: str, out: Path, single: bool) -> Path:
+    suffix = FORMATS[fmt]
+    target = out if single and out.suffix == suffix else out / f"{source.stem}{suffix}"
+    if target.resolve() == source.origin.resolve():
+        raise ModelError(f"Exporting would overwrite the source {source.origin}; pass --out with another path.")
+    return target
+
+
+def export(
+    source: str | Path, fmt: str, out: str | Path | None = None, log: Callable[[str], None] = print
+) -> list[ExportedFile]:
+    """Export every model in `source` to `fmt`, validating each against the Keras model within EXPORT_ATOL."""
+    if fmt not in FORMATS:
+        raise ModelError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    sources = load_sources(source)
+    if fmt == "onnx":
+        sources = [s for s in sources if s.role is GENERATOR] or sources
+    source_path = Path(source)
+    out_path = (
+        Path(out) if out is not None else (source_path / "export" if source_path.is_dir() else source_path.parent)
+    )
+    inputs = reference_inputs(sources)
+    exported = []
+    for item in sources:
+        model_inputs = inputs[item.role.name]
+        reference = predict(item.model, model_inputs)
+        target = _target(item, fmt, out_path, single=len(sources) == 1)
+        exported.append(_EXPORTERS[fmt](item, target, model_inputs, reference))
+        log(exported[-1].comparison.line() + f" -> {target}")
+    return exported
+
+
+def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
+    proto = to_onnx.convert(item.model, item.role.input_name, item.role.output_name, metadata(item))
+    with atomic_path(target) as temporary:
+        to_onnx.save(proto, temporary)
+        comparison = compare(item.stem, "onnxruntime", reference, to_onnx.run(temporary, inputs), EXPORT_ATOL)
+        require_all([comparison])
+    return ExportedFile(target, item.role.name, "onnx", comparison)
+
+
+def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
+    rebuilt = to_h5.to_keras2(item.model)
+    vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
+    with atomic_path(target) as temporary:
+        to_h5.save_model(rebuilt, temporary)
+        reloaded = to_h5.load_model(temporary)
+        comparison = compare(item.stem, "tf_keras h5", reference, reloaded(inputs, training=False), EXPORT_ATOL)
+        require_all([comparison])
+        to_h5.save_test_vectors(reloaded, inputs, reference, vectors, item.role.input_name, item.role.output_name)
+    return ExportedFile(target, item.role.name, "h5", comparison, vectors)
+
+
+def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
+    with atomic_path(target) as temporary:
+        item.model.save(temporary)
+        reloaded = keras.saving.load_model(temporary, compile=False)
+        comparison = compare(item.stem, "keras", reference, predict(reloaded, inputs), EXPORT_ATOL)
+        require_all([comparison])
+    return ExportedFile(target, item.role.name, "keras", comparison)
+
+
+_EXPORTERS: dict[str, Callable[[SourceModel, Path, np.ndarray, np.ndarray], ExportedFile]] = {
+    "onnx": _export_onnx,
+    "h5": _export_h5,
+    "keras": _export_keras,
+}

@@ -1,0 +1,75 @@
+"""DL4J-importable HDF5: a flat Keras 2 Sequential written with tf_keras, plus a test-vector file.
+
+DL4J 1.0.0-M2.1 refuses Keras 3 files and nested models, and fails on TF2 optimizer configs, so the model is
+rebuilt layer by layer through the registry and saved without its optimizer.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from ganport.errors import ModelError
+from ganport.export.layers import converter_for, flat_layers
+from ganport.files import atomic_path
+
+# DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
+# hold the input arrays, the predictions and, per layer, the activations.
+INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
+
+
+def _tf_keras():
+    import tf_keras
+
+    return tf_keras
+
+
+def to_keras2(model: keras.Model):
+    """Rebuild `model` as a flat tf_keras Sequential with identical weights."""
+    tf_keras = _tf_keras()
+    layers = flat_layers(model)
+    rebuilt = tf_keras.Sequential(name=model.name)
+    rebuilt.add(tf_keras.Input(shape=tuple(model.inputs[0].shape[1:]), name=model.inputs[0].name or "input"))
+    for layer in layers:
+        rebuilt.add(converter_for(layer)(layer, tf_keras))
+    for source, target in zip(layers, rebuilt.layers, strict=True):
+        target.set_weights(source.get_weights())
+    return rebuilt
+
+
+def save_model(model_keras2, path: Path) -> Path:
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        # HDF5 is "legacy" to Keras, but it is the format DL4J reads: the warning is expected.
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*", category=UserWarning)
+        model_keras2.save(temporary, save_format="h5", include_optimizer=False)
+    return path
+
+
+def load_model(path: Path):
+    try:
+        return _tf_keras().models.load_model(path, compile=False)
+    except Exception as error:  # tf_keras raises many types for unreadable files
+        raise ModelError(f"Cannot reload {path} with tf_keras ({error}).") from None
+
+
+def save_test_vectors(
+    model_keras2, inputs: np.ndarray, predictions: np.ndarray, path: Path, input_name: str, output_name: str
+) -> Path:
+    """Write inputs, the Keras reference predictions and every layer's activations in DL4J's convention."""
+    tf_keras = _tf_keras()
+    probe = tf_keras.Model(model_keras2.inputs, [layer.output for layer in model_keras2.layers])
+    activations = probe(inputs, training=False)
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as archive:
+        # Fixed-length byte strings, as Keras 2 writes model_config: DL4J's Hdf5Archive reads those.
+        archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: [input_name]}))
+        archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: [output_name]}))
+        archive.create_dataset(f"{INPUTS}/{input_name}", data=inputs.astype(np.float32))
+        archive.create_dataset(f"{PREDICTIONS}/{output_name}", data=predictions.astype(np.float32))
+        for layer, activation in zip(model_keras2.layers, activations, strict=True):
+            archive.create_dataset(f"{ACTIVATIONS}/{layer.name}", data=np.asarray(activation, np.float32))
+    return path

@@ -1,0 +1,41 @@
+"""Image grids as PNG, with numpy and Pillow only (the sampling path must not import TensorFlow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ganport.files import atomic_path
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Map generator output in [-1, 1] to uint8 pixels, keeping the shape."""
+    return np.clip(np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile uint8 images [N, H, W] (or [N, H, W, 1]) into one uint8 picture, `columns` wide (square by default)."""
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    count, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding), np.uint8)
+    for index, image in enumerate(images):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        canvas[top : top + height, left : left + width] = image
+    return canvas
+
+
+def save_grid(images: np.ndarray, path: str | Path, columns: int | None = None, scale: int = 2) -> Path:
+    """Write uint8 images [N, H, W(, 1)] as one PNG grid, enlarged `scale` times with nearest-neighbour pixels."""
+    picture = Image.fromarray(grid(images, columns))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        picture.save(temporary, format="PNG")
+    return path

@@ -1,0 +1,124 @@
+"""ONNX generators on onnxruntime. This module never imports TensorFlow, so sampling starts in a fraction of a second.
+
+onnxruntime-gpu silently falls back to the CPU when CUDA cannot start, so the provider a session really uses is
+read back from the session and checked, never assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ganport.errors import ModelError, RuntimeUnavailableError
+from ganport.images import to_uint8
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+DEFAULT_BATCH = 4096
+
+
+def _onnxruntime():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    return list(_onnxruntime().get_available_providers())
+
+
+class Generator:
+    """A generator .onnx file behind one reusable onnxruntime session: latent vectors in, images in [-1, 1] out."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        if device not in DEVICES:
+            raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path} does not exist; export one with `ganport export RUN --format onnx`.")
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        # One thread per core: onnxruntime's default also spins extra threads that only contend on small machines.
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = self._providers(device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ModelError(f"Cannot load {self.path} with onnxruntime ({reason}).") from None
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != CUDA:
+            raise RuntimeUnavailableError(
+                f"--device cuda was asked for, but onnxruntime runs on {self.provider} (CUDA could not start); "
+                "install the CUDA libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') or use --device cpu."
+            )
+        model_input = self.session.get_inputs()[0]
+        shape = model_input.shape
+        if len(shape) != 2 or not isinstance(shape[1], int) or model_input.type != "tensor(float)":
+            raise ModelError(f"{self.path} takes {model_input.type} {shape}; a generator takes float [batch, latent].")
+        self.input_name = model_input.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.latent_dim = int(shape[1])
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    @staticmethod
+    def _providers(device: str) -> list[str]:
+        if device == "cpu":
+            return [CPU]
+        available = available_providers()
+        usable = CUDA in available and nvidia_gpu_present()
+        if device == "cuda" and not usable:
+            raise RuntimeUnavailableError(
+                f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu; this machine has "
+                f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
+                "Use --device cpu or auto."
+            )
+        if not usable:
+            return [CPU]
+        _preload_cuda_libraries()
+        return [CUDA, CPU]
+
+    def generate(self, noise: np.ndarray) -> np.ndarray:
+        """Images [n, 28, 28, 1] in [-1, 1] for latent vectors [n, latent]."""
+        noise = np.ascontiguousarray(noise, dtype=np.float32)
+        if noise.ndim != 2 or noise.shape[1] != self.latent_dim:
+            raise ModelError(f"Noise must be [n, {self.latent_dim}]. Received: shape={list(noise.shape)}")
+        return self.session.run([self.output_name], {self.input_name: noise})[0]
+
+    def sample(self, n: int, seed: int = 0, batch_size: int = DEFAULT_BATCH, uint8: bool = False) -> np.ndarray:
+        """`n` images from seeded standard-normal noise, generated in batches of at most `batch_size`.
+
+        The noise stream depends only on `seed`, so the same seed gives the same images whatever the batch size.
+        """
+        if n <= 0 or batch_size <= 0:
+            raise ModelError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
+        rng = np.random.default_rng(seed)
+        first = self.generate(rng.standard_normal((min(n, batch_size), self.latent_dim), dtype=np.float32))
+        images = np.empty((n, *first.shape[1:]), dtype=np.uint8 if uint8 else np.float32)
+        images[: len(first)] = to_uint8(first) if uint8 else first
+        for start in range(len(first), n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = self.generate(rng.standard_normal((stop - start, self.latent_dim), dtype=np.float32))
+            images[start:stop] = to_uint8(batch) if uint8 else batch
+        return images
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether an NVIDIA driver exposes a device; without one, trying CUDA only fills the log with load errors."""
+    return any(Path("/dev").glob("nvidia[0-9]*")) or shutil.which("nvidia-smi") is not None
+
+
+def _preload_cuda_libraries() -> None:
+    # onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels; without them CUDA simply won't start,
+    # which the provider check in Generator reports.
+    preload = getattr(_onnxruntime(), "preload_dlls", None)
+    if preload is not None:
+        with contextlib.suppress(Exception):  # missing CUDA libraries are reported by the provider check
+            preload()
