@@ -12,6 +12,7 @@ import importlib.metadata
 import os
 import pickle
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,7 +177,7 @@ def _decode_keras_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zlib.error) as error:
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise DataError(f"{path} is not a readable .npz file ({error}); re-download or re-export it.") from None
     if "x_train" not in arrays:
         raise DataError(
@@ -276,7 +277,7 @@ def _cached(name: str, files: list[Path], decode: Callable[[], dict[str, np.ndar
             with np.load(cache_file, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
             return _validated(name, source, **arrays)
-        except (OSError, ValueError, zlib.error, DataError):
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile, DataError):
             pass  # a damaged cache is rebuilt below
     arrays = decode()
     dataset = _validated(name, source, **arrays)

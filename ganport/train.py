@@ -109,7 +109,8 @@ class GanTrainer(tf.Module):
         pixels = tf.cast(tf.gather(self.images, index), tf.float32)
         return (pixels[..., None] - 127.5) / 127.5
 
-    def _discriminator_update(self, batch: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+    def discriminator_update(self, batch: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+        """One Adam step of the discriminator alone on a batch that is all real (1) or all fake (0)."""
         with tf.GradientTape() as tape:
             prediction = self.discriminator(batch, training=True)
             targets = tf.fill(tf.shape(prediction), label)
@@ -119,26 +120,23 @@ class GanTrainer(tf.Module):
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.cast(prediction > 0.5, tf.float32), targets), tf.float32))
         return loss, accuracy
 
+    def generator_update(self, noise: tf.Tensor) -> tf.Tensor:
+        """One Adam step of the generator through the frozen discriminator, labelling its fakes as real."""
+        with tf.GradientTape() as tape:
+            prediction = self.discriminator(self.generator(noise, training=True), training=False)
+            loss = self.loss(tf.ones_like(prediction), prediction)
+        variables = self.generator.trainable_variables
+        self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
     def _step(self) -> tf.Tensor:
         half = self.config.batch_size // 2
-        loss_real, accuracy_real = self._discriminator_update(self._real_batch(half), 1.0)
+        loss_real, accuracy_real = self.discriminator_update(self._real_batch(half), 1.0)
         fakes = self.generator(self.rng.normal([half, self.config.latent_dim]), training=False)
-        loss_fake, accuracy_fake = self._discriminator_update(fakes, 0.0)
-        noise = self.rng.normal([self.config.batch_size, self.config.latent_dim])
-        with tf.GradientTape() as tape:
-            # The discriminator is frozen here simply by not applying gradients to its variables.
-            prediction = self.discriminator(self.generator(noise, training=True), training=False)
-            generator_loss = self.loss(tf.ones_like(prediction), prediction)
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply(tape.gradient(generator_loss, variables), variables)
+        loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0)
+        generator_loss = self.generator_update(self.rng.normal([self.config.batch_size, self.config.latent_dim]))
         self.iteration.assign_add(1)
-        return tf.stack(
-            [
-                (loss_real + loss_fake) / 2,
-                (accuracy_real + accuracy_fake) / 2,
-                generator_loss,
-            ]
-        )
+        return tf.stack([(loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2, generator_loss])
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(

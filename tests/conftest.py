@@ -1,0 +1,40 @@
+"""Shared fixtures: one short real training run on MNIST, exported once, reused by many tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_or_skip(condition: bool, reason: str) -> None:
+    """Skip locally when an optional tool is missing; under CI a missing tool is a failure, never a skip."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be installed by .ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory) -> Path:
+    """40 real iterations on MNIST: checkpoints at 20 and 40, grids every 20."""
+    from ganport.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "short"
+    config = TrainConfig(iterations=40, save_interval=20, checkpoint_interval=20, log_interval=10, seed=3)
+    train(config, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(short_run, tmp_path_factory) -> dict[str, list]:
+    from ganport.export import export
+
+    out = tmp_path_factory.mktemp("export")
+    return {fmt: export(short_run, fmt, out, log=lambda line: None) for fmt in ("onnx", "h5", "keras")}
