@@ -91,8 +91,18 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
 
 def test_ctrl_c_saves_a_checkpoint_that_resume_continues(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "ganport.cli", "train", "--iterations", "100000", "--out", str(out),
-               "--checkpoint-interval", "100000"]
+    command = [
+        sys.executable,
+        "-m",
+        "ganport.cli",
+        "train",
+        "--iterations",
+        "100000",
+        "--out",
+        str(out),
+        "--checkpoint-interval",
+        "100000",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out / "metrics.jsonl").is_file() and time.time() < deadline and process.poll() is None:
@@ -122,4 +132,3 @@ def test_bad_configs_are_refused():
 def test_resume_without_a_run(tmp_path):
     with pytest.raises(GanportError, match="no config.json"):
         resume(tmp_path)
-

@@ -6,10 +6,14 @@ file within tolerance is renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -17,9 +21,17 @@ import tensorflow as tf
 import ganport
 from ganport.errors import ModelError
 from ganport.export import to_h5, to_onnx
-from ganport.export.layers import flat_layers
+from ganport.export.layers import LayerSpec, build_sequential, read_layers
 from ganport.files import atomic_path
-from ganport.parity import EXPORT_ATOL, REFERENCE_SEED, Comparison, compare, reference_noise, require_all
+from ganport.parity import (
+    EXPORT_ATOL,
+    REFERENCE_BATCH,
+    REFERENCE_SEED,
+    Comparison,
+    compare,
+    reference_noise,
+    require_all,
+)
 from ganport.train import RunFolder
 
 FORMATS = {"onnx": ".onnx", "h5": ".h5", "keras": ".keras"}
@@ -42,11 +54,22 @@ DISCRIMINATOR = Role("discriminator", "image", "validity")
 
 @dataclass(frozen=True)
 class SourceModel:
+    """A loaded model (Keras 3, or Keras 2 for files Keras 3 cannot read) and its flat, neutral layer list."""
+
     role: Role
-    model: keras.Model  # flat Keras 3 Sequential sharing the source's layers
+    reference: Any  # the model exactly as loaded: exports are compared with it
+    specs: list[LayerSpec]
     stem: str
     origin: Path
     iterations: int | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(side) for side in self.reference.inputs[0].shape[1:])
+
+    def build(self, module: ModuleType) -> Any:
+        """A flat Sequential of this model in keras (Keras 3) or tf_keras (Keras 2)."""
+        return build_sequential(self.specs, self.input_shape, self.reference.name, module)
 
 
 @dataclass(frozen=True)
@@ -58,7 +81,7 @@ class ExportedFile:
     test_vectors: Path | None = None
 
 
-def role_of(model: keras.Model) -> Role:
+def role_of(model: Any) -> Role:
     rank = len(model.inputs[0].shape)
     if rank == 2:
         return GENERATOR
@@ -70,12 +93,8 @@ def role_of(model: keras.Model) -> Role:
     )
 
 
-def flatten(model: keras.Model) -> keras.Sequential:
-    """A flat Sequential over the same layer objects: DL4J cannot import nested models, and flat is simpler."""
-    return keras.Sequential([keras.Input(shape=tuple(model.inputs[0].shape[1:])), *flat_layers(model)], name=model.name)
-
-
-def load_model_file(path: Path) -> keras.Model:
+def load_model_file(path: Path) -> Any:
+    """Load with Keras 3; a Keras 2 HDF5 file that Keras 3 cannot rebuild (a nested Sequential) loads with tf_keras."""
     if not path.is_file():
         raise ModelError(f"{path} does not exist; pass a run folder or a .keras/.h5 model file.")
     if path.suffix not in MODEL_SUFFIXES:
@@ -86,7 +105,23 @@ def load_model_file(path: Path) -> keras.Model:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for corrupt or foreign files
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if path.suffix != ".keras" and _saved_by_keras2(path):
+            with contextlib.suppress(ModelError):
+                return to_h5.load_model(path)
         raise ModelError(f"Cannot load {path} as a Keras model ({reason}).") from None
+
+
+def _saved_by_keras2(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r") as archive:
+            version = archive.attrs.get("keras_version", b"")
+    except OSError:
+        return False
+    return (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
+
+
+def source_model(model: Any, stem: str, origin: Path, iterations: int | None = None) -> SourceModel:
+    return SourceModel(role_of(model), model, read_layers(model), stem, origin, iterations)
 
 
 def load_sources(source: str | Path) -> list[SourceModel]:
@@ -101,34 +136,32 @@ def load_sources(source: str | Path) -> list[SourceModel]:
             )
         iterations = run.read_state().get("iteration")
         return [
-            SourceModel(role, flatten(load_model_file(file)), role.name, file, iterations)
-            for role, file in ((GENERATOR, run.generator), (DISCRIMINATOR, run.discriminator))
+            source_model(load_model_file(file), file.stem, file, iterations)
+            for file in (run.generator, run.discriminator)
         ]
-    model = load_model_file(path)
-    return [SourceModel(role_of(model), flatten(model), path.stem, path)]
+    return [source_model(load_model_file(path), path.stem, path)]
 
 
 def reference_inputs(sources: list[SourceModel]) -> dict[str, np.ndarray]:
     """Fixed inputs per role: seeded noise for the generator; its images (or seeded uniform pixels) for the critic."""
     inputs: dict[str, np.ndarray] = {}
-    for source in sources:
-        if source.role is GENERATOR:
-            inputs[GENERATOR.name] = reference_noise(int(source.model.inputs[0].shape[-1]))
+    generator = next((source for source in sources if source.role is GENERATOR), None)
+    if generator is not None:
+        inputs[GENERATOR.name] = reference_noise(generator.input_shape[-1])
     for source in sources:
         if source.role is DISCRIMINATOR:
-            shape = tuple(source.model.inputs[0].shape[1:])
-            generator = next((s for s in sources if s.role is GENERATOR), None)
             inputs[DISCRIMINATOR.name] = (
-                predict(generator.model, inputs[GENERATOR.name])
+                predict(generator.reference, inputs[GENERATOR.name])
                 if generator is not None
                 else np.random.default_rng(REFERENCE_SEED)
-                .uniform(-1, 1, (len(reference_noise(1)), *shape))
+                .uniform(-1, 1, (REFERENCE_BATCH, *source.input_shape))
                 .astype(np.float32)
             )
     return inputs
 
 
-def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
+def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
+    """Inference-mode output of a Keras 2 or Keras 3 model."""
     return np.asarray(model(tf.constant(inputs), training=False))
 
 
@@ -137,7 +170,7 @@ def metadata(source: SourceModel) -> dict[str, str]:
         "producer": "ganport",
         "ganport_version": ganport.__version__,
         "role": source.role.name,
-        "latent_dim": str(source.model.inputs[0].shape[-1]) if source.role is GENERATOR else "",
+        "latent_dim": str(source.input_shape[-1]) if source.role is GENERATOR else "",
         "iterations": "" if source.iterations is None else str(source.iterations),
         "keras_version": keras.__version__,
         "tensorflow_version": tf.__version__,
@@ -169,7 +202,7 @@ def export(
     exported = []
     for item in sources:
         model_inputs = inputs[item.role.name]
-        reference = predict(item.model, model_inputs)
+        reference = predict(item.reference, model_inputs)
         target = _target(item, fmt, out_path, single=len(sources) == 1)
         exported.append(_EXPORTERS[fmt](item, target, model_inputs, reference))
         log(exported[-1].comparison.line() + f" -> {target}")
@@ -177,7 +210,7 @@ def export(
 
 
 def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
-    proto = to_onnx.convert(item.model, item.role.input_name, item.role.output_name, metadata(item))
+    proto = to_onnx.convert(item.build(keras), item.role.input_name, item.role.output_name, metadata(item))
     with atomic_path(target) as temporary:
         to_onnx.save(proto, temporary)
         comparison = compare(item.stem, "onnxruntime", reference, to_onnx.run(temporary, inputs), EXPORT_ATOL)
@@ -186,12 +219,12 @@ def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference:
 
 
 def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
-    rebuilt = to_h5.to_keras2(item.model)
+    rebuilt = item.build(to_h5.tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as temporary:
         to_h5.save_model(rebuilt, temporary)
         reloaded = to_h5.load_model(temporary)
-        comparison = compare(item.stem, "tf_keras h5", reference, reloaded(inputs, training=False), EXPORT_ATOL)
+        comparison = compare(item.stem, "tf_keras h5", reference, predict(reloaded, inputs), EXPORT_ATOL)
         require_all([comparison])
         to_h5.save_test_vectors(reloaded, inputs, reference, vectors, item.role.input_name, item.role.output_name)
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)
@@ -199,7 +232,7 @@ def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: n
 
 def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
     with atomic_path(target) as temporary:
-        item.model.save(temporary)
+        item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
         comparison = compare(item.stem, "keras", reference, predict(reloaded, inputs), EXPORT_ATOL)
         require_all([comparison])

@@ -1,15 +1,18 @@
-"""The layer registry: one converter per supported Keras layer type, Keras 3 in, Keras 2 (tf_keras) out.
+"""The layer registry: one converter per supported layer type, each a reader and a builder.
 
-Keras 2 is the last format Deeplearning4j imports, so each converter writes the Keras 2 config that DL4J reads
-(LeakyReLU `alpha`, never Keras 3's `negative_slope`, which DL4J would silently replace by 0.01).
+A reader turns a Keras 2 (tf_keras) or Keras 3 layer into framework-neutral options; a builder makes the layer
+again in either framework. Keras 2 is the last format Deeplearning4j imports, and Keras 3 cannot load a Keras 2
+model that nests a Sequential (the lecture's way), so ganport rebuilds models in both directions through here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-import keras
+import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
 
@@ -27,29 +30,41 @@ DL4J_ACTIVATIONS = (
     "hard_sigmoid",
 )
 
-Converter = Callable[[Any, Any], Any]
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer, independent of the Keras version that made it."""
+
+    kind: str
+    name: str
+    options: dict[str, Any]
+    weights: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Converter:
+    read: Callable[[Any], dict[str, Any]]
+    build: Callable[[dict[str, Any], str, ModuleType], Any]
+
+
 _CONVERTERS: dict[str, Converter] = {}
 
 
-def register(keras_class: str) -> Callable[[Converter], Converter]:
-    """Register the converter for one Keras layer class; a second registration for the same class is an error."""
-
-    def decorate(converter: Converter) -> Converter:
-        if keras_class in _CONVERTERS:
-            raise ValueError(f"A converter for {keras_class} is already registered.")
-        _CONVERTERS[keras_class] = converter
-        return converter
-
-    return decorate
+def register(
+    kind: str, read: Callable[[Any], dict[str, Any]], build: Callable[[dict[str, Any], str, ModuleType], Any]
+) -> None:
+    """Register the converter for one layer class; a second registration for the same class is an error."""
+    if kind in _CONVERTERS:
+        raise ValueError(f"A converter for {kind} is already registered.")
+    _CONVERTERS[kind] = Converter(read, build)
 
 
 def supported_layers() -> list[str]:
     return sorted(_CONVERTERS)
 
 
-def _activation_name(layer: keras.layers.Layer, activation: Any) -> str:
-    name = keras.activations.serialize(activation)
-    name = name if isinstance(name, str) else name.get("config", {}).get("name", str(name))
+def _activation(layer: Any) -> str:
+    name = getattr(layer.activation, "__name__", str(layer.activation))
     if name not in DL4J_ACTIVATIONS:
         raise UnsupportedLayerError(
             f"Layer {layer.name!r} uses activation {name!r}, which DL4J cannot import; "
@@ -58,67 +73,77 @@ def _activation_name(layer: keras.layers.Layer, activation: Any) -> str:
     return name
 
 
-@register("Dense")
-def convert_dense(layer: keras.layers.Dense, tf_keras: Any) -> Any:
-    return tf_keras.layers.Dense(
-        layer.units, activation=_activation_name(layer, layer.activation), use_bias=layer.use_bias, name=layer.name
-    )
+def _is_keras2(module: ModuleType) -> bool:
+    return module.__name__.startswith("tf_keras")
 
 
-@register("LeakyReLU")
-def convert_leaky_relu(layer: keras.layers.LeakyReLU, tf_keras: Any) -> Any:
-    return tf_keras.layers.LeakyReLU(alpha=float(layer.negative_slope), name=layer.name)
-
-
-@register("BatchNormalization")
-def convert_batch_normalization(layer: keras.layers.BatchNormalization, tf_keras: Any) -> Any:
-    if layer.axis not in (-1, len(layer.input.shape) - 1):
+def _read_batch_normalization(layer: Any) -> dict[str, Any]:
+    axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+    rank = len(layer.input.shape)
+    if [axis % rank for axis in axes] != [rank - 1]:
         raise UnsupportedLayerError(
             f"BatchNormalization {layer.name!r} normalises axis {layer.axis}; "
-            "only the last (channel) axis is supported."
+            "only the last (feature) axis is supported."
         )
-    return tf_keras.layers.BatchNormalization(
-        momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center, scale=layer.scale, name=layer.name
-    )
+    return {
+        "momentum": float(layer.momentum),
+        "epsilon": float(layer.epsilon),
+        "center": bool(layer.center),
+        "scale": bool(layer.scale),
+    }
 
 
-@register("Reshape")
-def convert_reshape(layer: keras.layers.Reshape, tf_keras: Any) -> Any:
-    return tf_keras.layers.Reshape(tuple(layer.target_shape), name=layer.name)
+def _leaky_relu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    # Keras 2 (and DL4J) know only `alpha`; Keras 3 renamed it `negative_slope`.
+    slope = options["slope"]
+    if _is_keras2(module):
+        return module.layers.LeakyReLU(alpha=slope, name=name)
+    return module.layers.LeakyReLU(negative_slope=slope, name=name)
 
 
-@register("Flatten")
-def convert_flatten(layer: keras.layers.Flatten, tf_keras: Any) -> Any:
-    return tf_keras.layers.Flatten(name=layer.name)
+register(
+    "Dense",
+    read=lambda layer: {"units": int(layer.units), "activation": _activation(layer), "use_bias": layer.use_bias},
+    build=lambda options, name, module: module.layers.Dense(name=name, **options),
+)
+register(
+    "LeakyReLU",
+    read=lambda layer: {"slope": float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))},
+    build=_leaky_relu,
+)
+register(
+    "BatchNormalization",
+    read=_read_batch_normalization,
+    build=lambda options, name, module: module.layers.BatchNormalization(name=name, **options),
+)
+register(
+    "Reshape",
+    read=lambda layer: {"target_shape": tuple(int(side) for side in layer.target_shape)},
+    build=lambda options, name, module: module.layers.Reshape(name=name, **options),
+)
+register("Flatten", read=lambda layer: {}, build=lambda options, name, module: module.layers.Flatten(name=name))
+register(
+    "Activation",
+    read=lambda layer: {"activation": _activation(layer)},
+    build=lambda options, name, module: module.layers.Activation(name=name, **options),
+)
+register(
+    "Dropout",
+    read=lambda layer: {"rate": float(layer.rate)},
+    build=lambda options, name, module: module.layers.Dropout(name=name, **options),
+)
 
 
-@register("Activation")
-def convert_activation(layer: keras.layers.Activation, tf_keras: Any) -> Any:
-    return tf_keras.layers.Activation(_activation_name(layer, layer.activation), name=layer.name)
-
-
-@register("Dropout")
-def convert_dropout(layer: keras.layers.Dropout, tf_keras: Any) -> Any:
-    return tf_keras.layers.Dropout(layer.rate, name=layer.name)
-
-
-def converter_for(layer: keras.layers.Layer) -> Converter:
-    return _CONVERTERS[type(layer).__name__]
-
-
-def _walk(model: keras.Model) -> Iterator[keras.layers.Layer]:
+def _walk(model: Any) -> Iterator[Any]:
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if hasattr(layer, "layers"):  # a nested Sequential or functional model, in either Keras
             yield from _walk(layer)
-        elif not isinstance(layer, keras.layers.InputLayer):
+        elif type(layer).__name__ != "InputLayer":
             yield layer
 
 
-def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's layers in order, with nested models (the lecture's Model-around-Sequential) opened up.
-
-    Raises UnsupportedLayerError naming every layer no converter handles.
-    """
+def read_layers(model: Any) -> list[LayerSpec]:
+    """The model's layers in order, nested models opened up; every unsupported layer is named in one error."""
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelError(
             f"Model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
@@ -133,4 +158,23 @@ def flat_layers(model: keras.Model) -> list[keras.layers.Layer]:
             f"Unsupported layer{'s' if len(unsupported) > 1 else ''} {', '.join(unsupported)}; "
             f"supported: {', '.join(supported_layers())}."
         )
-    return layers
+    return [
+        LayerSpec(
+            type(layer).__name__,
+            layer.name,
+            _CONVERTERS[type(layer).__name__].read(layer),
+            [np.asarray(weight) for weight in layer.get_weights()],
+        )
+        for layer in layers
+    ]
+
+
+def build_sequential(specs: list[LayerSpec], input_shape: tuple[int, ...], name: str, module: ModuleType) -> Any:
+    """A flat Sequential in `module` (keras or tf_keras) with the specs' layers and weights."""
+    model = module.Sequential(name=name)
+    model.add(module.Input(shape=input_shape))
+    for spec in specs:
+        model.add(_CONVERTERS[spec.kind].build(spec.options, spec.name, module))
+    for spec, layer in zip(specs, model.layers, strict=True):
+        layer.set_weights(spec.weights)
+    return model

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import h5py
-import keras
 import numpy as np
 
 from ganport.errors import ModelError
-from ganport.export.layers import converter_for, flat_layers
 from ganport.files import atomic_path
 
 # DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
@@ -23,23 +22,10 @@ from ganport.files import atomic_path
 INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
 
 
-def _tf_keras():
-    import tf_keras
+def tf_keras() -> ModuleType:
+    import tf_keras as module
 
-    return tf_keras
-
-
-def to_keras2(model: keras.Model):
-    """Rebuild `model` as a flat tf_keras Sequential with identical weights."""
-    tf_keras = _tf_keras()
-    layers = flat_layers(model)
-    rebuilt = tf_keras.Sequential(name=model.name)
-    rebuilt.add(tf_keras.Input(shape=tuple(model.inputs[0].shape[1:]), name=model.inputs[0].name or "input"))
-    for layer in layers:
-        rebuilt.add(converter_for(layer)(layer, tf_keras))
-    for source, target in zip(layers, rebuilt.layers, strict=True):
-        target.set_weights(source.get_weights())
-    return rebuilt
+    return module
 
 
 def save_model(model_keras2, path: Path) -> Path:
@@ -52,7 +38,7 @@ def save_model(model_keras2, path: Path) -> Path:
 
 def load_model(path: Path):
     try:
-        return _tf_keras().models.load_model(path, compile=False)
+        return tf_keras().models.load_model(path, compile=False)
     except Exception as error:  # tf_keras raises many types for unreadable files
         raise ModelError(f"Cannot reload {path} with tf_keras ({error}).") from None
 
@@ -61,8 +47,7 @@ def save_test_vectors(
     model_keras2, inputs: np.ndarray, predictions: np.ndarray, path: Path, input_name: str, output_name: str
 ) -> Path:
     """Write inputs, the Keras reference predictions and every layer's activations in DL4J's convention."""
-    tf_keras = _tf_keras()
-    probe = tf_keras.Model(model_keras2.inputs, [layer.output for layer in model_keras2.layers])
+    probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in model_keras2.layers])
     activations = probe(inputs, training=False)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as archive:
         # Fixed-length byte strings, as Keras 2 writes model_config: DL4J's Hdf5Archive reads those.
