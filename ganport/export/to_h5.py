@@ -7,9 +7,11 @@ rebuilt layer by layer through the registry and saved without its optimizer.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,11 +30,18 @@ def tf_keras() -> ModuleType:
     return module
 
 
-def save_model(model_keras2, path: Path) -> Path:
+def save_model(model_keras2: Any, path: Path) -> Path:
+    tensorflow_logger = logging.getLogger("tensorflow")
+    level = tensorflow_logger.level
     with atomic_path(path) as temporary, warnings.catch_warnings():
-        # HDF5 is "legacy" to Keras, but it is the format DL4J reads: the warning is expected.
+        # HDF5 is "legacy" to Keras, but it is the format DL4J reads; and an uncompiled model has no metrics to
+        # build. Both warnings are expected here.
         warnings.filterwarnings("ignore", message=".*HDF5 file.*", category=UserWarning)
-        model_keras2.save(temporary, save_format="h5", include_optimizer=False)
+        tensorflow_logger.setLevel(logging.ERROR)
+        try:
+            model_keras2.save(temporary, save_format="h5", include_optimizer=False)
+        finally:
+            tensorflow_logger.setLevel(level)
     return path
 
 

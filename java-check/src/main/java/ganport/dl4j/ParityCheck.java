@@ -1,0 +1,246 @@
+package ganport.dl4j;
+
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+
+import org.deeplearning4j.nn.conf.CNN2DFormat;
+import org.deeplearning4j.nn.conf.InputPreProcessor;
+import org.deeplearning4j.nn.conf.preprocessor.CnnToFeedForwardPreProcessor;
+import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
+import org.deeplearning4j.nn.modelimport.keras.KerasModelImport;
+import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.shade.jackson.databind.ObjectMapper;
+import org.nd4j.shade.jackson.databind.SerializationFeature;
+
+/**
+ * Imports every Keras HDF5 model in a folder with DL4J's own importer, runs it in test mode on the inputs stored
+ * beside it (DL4J's end-to-end convention: {@code NAME_inputs_and_outputs.h5} with groups inputs / predictions /
+ * activations) and compares with Keras's predictions and per-layer activations.
+ *
+ * <p>Usage: {@code ParityCheck MODELS_FOLDER REPORT.json [ATOL]}. Exit code 0 when every model imports and agrees
+ * within ATOL (default 1e-5), 1 when any does not, 2 on bad arguments.
+ */
+public final class ParityCheck {
+
+    public static final double DEFAULT_ATOL = 1e-5;
+    /** Relative differences are taken against max(|keras|, this floor), as ganport's Python side does. */
+    public static final double RELATIVE_FLOOR = 1e-3;
+    public static final String VECTORS_SUFFIX = "_inputs_and_outputs.h5";
+
+    private ParityCheck() {
+    }
+
+    /** The outcome for one model file. */
+    public static final class ModelResult {
+        public String model;
+        public String file;
+        /** pass, fail, not-importable or error. */
+        public String status;
+        public String reason;
+        public Double maxAbsDiff;
+        public Double maxRelDiff;
+        public long[] kerasOutputShape;
+        public long[] dl4jOutputShape;
+        public String shapeReconciliation;
+        public List<Map<String, Object>> layers = new ArrayList<>();
+
+        public boolean passed() {
+            return "pass".equals(status);
+        }
+    }
+
+    /** The whole report, written as JSON. */
+    public static final class Report {
+        public String dl4jVersion = "1.0.0-M2.1";
+        public double atol;
+        public boolean passed;
+        public List<ModelResult> models = new ArrayList<>();
+    }
+
+    public static void main(String[] args) throws IOException {
+        if (args.length < 2 || args.length > 3) {
+            System.err.println("usage: ParityCheck MODELS_FOLDER REPORT.json [ATOL]");
+            System.exit(2);
+        }
+        double atol = args.length == 3 ? Double.parseDouble(args[2]) : DEFAULT_ATOL;
+        Report report = check(new File(args[0]), atol);
+        write(report, new File(args[1]));
+        for (ModelResult result : report.models) {
+            System.out.println(summary(result));
+        }
+        System.exit(report.passed ? 0 : 1);
+    }
+
+    public static String summary(ModelResult result) {
+        if (result.maxAbsDiff == null) {
+            return String.format("%s [dl4j]: %s (%s)", result.model, result.status, result.reason);
+        }
+        return String.format("%s [dl4j]: max abs diff %.3g, max rel diff %.3g, %s%s", result.model,
+                result.maxAbsDiff, result.maxRelDiff, result.status,
+                result.reason == null ? "" : " (" + result.reason + ")");
+    }
+
+    /** Check every model file in {@code folder} that has a test-vector file beside it. */
+    public static Report check(File folder, double atol) throws IOException {
+        if (!folder.isDirectory()) {
+            throw new IOException(folder + " is not a folder of exported models");
+        }
+        Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
+        Report report = new Report();
+        report.atol = atol;
+        List<Path> models;
+        try (Stream<Path> files = Files.list(folder.toPath())) {
+            models = files.filter(p -> p.toString().endsWith(".h5") && !p.toString().endsWith(VECTORS_SUFFIX))
+                    .sorted().collect(Collectors.toList());
+        }
+        for (Path model : models) {
+            String name = model.getFileName().toString().replaceFirst("\\.h5$", "");
+            Path vectors = model.resolveSibling(name + VECTORS_SUFFIX);
+            if (Files.isRegularFile(vectors)) {
+                report.models.add(checkModel(name, model.toFile(), vectors.toFile(), atol));
+            }
+        }
+        if (report.models.isEmpty()) {
+            throw new IOException(folder + " holds no MODEL.h5 with a MODEL" + VECTORS_SUFFIX + " beside it; "
+                    + "export some with `ganport export RUN --format h5`");
+        }
+        report.passed = report.models.stream().allMatch(ModelResult::passed);
+        return report;
+    }
+
+    public static ModelResult checkModel(String name, File modelFile, File vectorsFile, double atol) {
+        ModelResult result = new ModelResult();
+        result.model = name;
+        result.file = modelFile.getPath();
+        MultiLayerNetwork network;
+        try {
+            // enforceTrainingConfig=false: ganport saves without an optimizer, and DL4J cannot read TF2 ones.
+            network = KerasModelImport.importKerasSequentialModelAndWeights(modelFile.getPath(), false);
+        } catch (Exception | UnsatisfiedLinkError error) {
+            result.status = "not-importable";
+            result.reason = "not DL4J-importable: " + rootMessage(error);
+            return result;
+        }
+        try (Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
+            String inputName = firstName(vectors, "inputs");
+            String outputName = firstName(vectors, "outputs");
+            INDArray kerasInput = vectors.readDataSet(inputName, "inputs");
+            INDArray kerasOutput = vectors.readDataSet(outputName, "predictions");
+            INDArray input = toDl4jInput(network, kerasInput);
+
+            List<INDArray> activations = network.feedForward(input, false);
+            INDArray dl4jOutput = activations.get(activations.size() - 1);
+            result.kerasOutputShape = kerasOutput.shape();
+            result.dl4jOutputShape = dl4jOutput.shape();
+            result.shapeReconciliation = Arrays.equals(kerasOutput.shape(), dl4jOutput.shape()) ? "none"
+                    : "flattened both to [N, -1] in C order (DL4J drops a trailing Reshape)";
+            double[] diff = compare(kerasOutput, dl4jOutput);
+            result.maxAbsDiff = diff[0];
+            result.maxRelDiff = diff[1];
+
+            List<String> kerasLayers = vectors.getDataSets("activations");
+            List<String> dl4jLayers = new ArrayList<>();
+            for (int i = 0; i < network.getnLayers(); i++) {
+                dl4jLayers.add(network.getLayer(i).conf().getLayer().getLayerName());
+            }
+            for (int i = 0; i < dl4jLayers.size(); i++) {
+                if (kerasLayers.contains(dl4jLayers.get(i))) {
+                    double[] layerDiff = compare(vectors.readDataSet(dl4jLayers.get(i), "activations"),
+                            activations.get(i + 1));
+                    Map<String, Object> layer = new LinkedHashMap<>();
+                    layer.put("name", dl4jLayers.get(i));
+                    layer.put("maxAbsDiff", layerDiff[0]);
+                    layer.put("maxRelDiff", layerDiff[1]);
+                    result.layers.add(layer);
+                }
+            }
+            result.status = diff[0] <= atol ? "pass" : "fail";
+            if (!result.passed()) {
+                result.reason = String.format("max abs diff %.3g exceeds %.1g", diff[0], atol);
+            }
+        } catch (Exception error) {
+            result.status = "error";
+            result.reason = rootMessage(error);
+        }
+        return result;
+    }
+
+    /**
+     * Keras stores image batches as NHWC. When the imported network starts with a CNN-to-dense preprocessor (a
+     * Flatten right after the image input) DL4J wants rank 4 in the preprocessor's own format, so NCHW is permuted
+     * explicitly; a network that starts dense gets [N, H*W*C] in C order, which is what Keras's Flatten computes.
+     */
+    static INDArray toDl4jInput(MultiLayerNetwork network, INDArray kerasInput) {
+        if (kerasInput.rank() != 4) {
+            return kerasInput;
+        }
+        InputPreProcessor first = network.getLayerWiseConfigurations().getInputPreProcess(0);
+        if (first instanceof CnnToFeedForwardPreProcessor) {
+            CNN2DFormat format = ((CnnToFeedForwardPreProcessor) first).getFormat();
+            return format == CNN2DFormat.NHWC ? kerasInput : kerasInput.permute(0, 3, 1, 2).dup('c');
+        }
+        return kerasInput.reshape('c', kerasInput.size(0), kerasInput.length() / kerasInput.size(0));
+    }
+
+    /** Max abs and max rel difference; both arrays are compared as [N, -1] in C order when their shapes differ. */
+    static double[] compare(INDArray keras, INDArray dl4j) {
+        if (keras.size(0) != dl4j.size(0) || keras.length() != dl4j.length()) {
+            throw new IllegalArgumentException("output shapes " + Arrays.toString(keras.shape()) + " and "
+                    + Arrays.toString(dl4j.shape()) + " cannot be reconciled");
+        }
+        double[] expected = keras.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        double[] actual = dl4j.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        double maxAbs = 0;
+        double maxRel = 0;
+        for (int i = 0; i < expected.length; i++) {
+            double abs = Math.abs(expected[i] - actual[i]);
+            if (Double.isNaN(abs)) {
+                return new double[] {Double.POSITIVE_INFINITY, Double.POSITIVE_INFINITY};
+            }
+            maxAbs = Math.max(maxAbs, abs);
+            maxRel = Math.max(maxRel, abs / Math.max(Math.abs(expected[i]), RELATIVE_FLOOR));
+        }
+        return new double[] {maxAbs, maxRel};
+    }
+
+    @SuppressWarnings("unchecked")
+    private static String firstName(Hdf5Archive vectors, String attribute) throws Exception {
+        Map<String, Object> parsed = new ObjectMapper().readValue(vectors.readAttributeAsJson(attribute), Map.class);
+        return ((List<String>) parsed.get(attribute)).get(0);
+    }
+
+    private static String rootMessage(Throwable error) {
+        Throwable root = error;
+        while (root.getCause() != null && root.getCause() != root) {
+            root = root.getCause();
+        }
+        String message = root.getMessage() == null ? root.getClass().getSimpleName() : root.getMessage();
+        return message.lines().findFirst().orElse(message).trim();
+    }
+
+    public static void write(Report report, File target) throws IOException {
+        File parent = target.getAbsoluteFile().getParentFile();
+        parent.mkdirs();
+        File temporary = File.createTempFile("." + target.getName(), ".tmp", parent);
+        try {
+            new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(temporary, report);
+            Files.move(temporary.toPath(), target.toPath(), StandardCopyOption.REPLACE_EXISTING,
+                    StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            Files.deleteIfExists(temporary.toPath());
+        }
+    }
+}

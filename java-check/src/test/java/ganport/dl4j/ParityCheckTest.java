@@ -1,0 +1,73 @@
+package ganport.dl4j;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.File;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Runs the check on models that ganport trained and exported earlier in this same Maven build. */
+class ParityCheckTest {
+
+    private static File fixtures;
+
+    @BeforeAll
+    static void locateFixtures() {
+        String folder = System.getProperty("ganport.fixtures");
+        assertTrue(folder != null && new File(folder, "complete").isFile(),
+                "ganport fixtures missing: the exec plugin runs src/test/python/make_fixtures.py before the tests");
+        fixtures = new File(folder);
+    }
+
+    private static ParityCheck.ModelResult only(ParityCheck.Report report, String model) {
+        return report.models.stream().filter(r -> r.model.equals(model)).findFirst().orElseThrow();
+    }
+
+    @Test
+    void generatorAndDiscriminatorImportAndMatchKeras(@TempDir Path temp) throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "exported"), ParityCheck.DEFAULT_ATOL);
+        for (String model : new String[] {"generator", "discriminator"}) {
+            ParityCheck.ModelResult result = only(report, model);
+            System.out.println(ParityCheck.summary(result));
+            assertEquals("pass", result.status, result.reason);
+            assertTrue(result.maxAbsDiff <= 1e-5, "max abs diff " + result.maxAbsDiff);
+            assertFalse(result.layers.isEmpty(), "per-layer activations were compared");
+        }
+        // DL4J drops the generator's trailing Reshape: the comparison must say how it reconciled the shapes.
+        ParityCheck.ModelResult generator = only(report, "generator");
+        assertEquals(784L, generator.dl4jOutputShape[1]);
+        assertTrue(generator.shapeReconciliation.startsWith("flattened"));
+        assertTrue(report.passed);
+
+        File json = temp.resolve("report.json").toFile();
+        ParityCheck.write(report, json);
+        assertTrue(Files.readString(json.toPath()).contains("\"status\" : \"pass\""));
+    }
+
+    @Test
+    void oneMovedWeightFailsTheCheck() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "perturbed"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.ModelResult result = only(report, "generator");
+        System.out.println(ParityCheck.summary(result));
+        assertEquals("fail", result.status);
+        assertTrue(result.maxAbsDiff > 1e-5);
+        assertFalse(report.passed);
+    }
+
+    @Test
+    void keras3NativeFileIsReportedNotImportableWithDl4jsReason() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "keras3"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.ModelResult result = only(report, "generator");
+        System.out.println(ParityCheck.summary(result));
+        assertEquals("not-importable", result.status);
+        assertTrue(result.reason.startsWith("not DL4J-importable"), result.reason);
+        assertTrue(result.reason.contains("Keras major version"), result.reason);
+        assertFalse(report.passed);
+    }
+}
