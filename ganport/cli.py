@@ -159,6 +159,32 @@ def sample(
         console.print(f"{n} images in {seconds * 1000:.1f} ms ({n / seconds:,.0f}/s) -> {out}")
 
 
+@app.command()
+def verify(
+    source: Annotated[Path, typer.Argument(help="A run folder (exported first if needed) or a folder of exports.")],
+    dl4j: Annotated[bool, typer.Option(help="Also import the HDF5 files with real DL4J (needs Maven, JDK 17).")] = True,
+    atol: Annotated[float, typer.Option(help="Largest allowed absolute difference.")] = 1e-5,
+) -> None:
+    """Check Keras vs onnxruntime vs tf_keras vs DL4J on the same fixed inputs; exit 1 on any failure."""
+    with reported_errors():
+        import_tensorflow_quietly()
+        from rich.table import Table
+
+        from ganport.verify import verify as verify_backends
+
+        comparisons = verify_backends(source, dl4j=dl4j, atol=atol, log=lambda line: console.print(line, markup=False))
+        table = Table(title=f"parity with Keras (atol {atol:g})")
+        for column in ("model", "backend", "max abs diff", "max rel diff", "result", "note"):
+            table.add_column(column, justify="right" if "diff" in column else "left")
+        for item in comparisons:
+            table.add_row(item.model, item.backend, f"{item.max_abs_diff:.3g}", f"{item.max_rel_diff:.3g}",
+                          "[green]pass[/green]" if item.passed else "[red]FAIL[/red]", escape(item.note))
+        Console().print(table)
+        if not all(item.passed for item in comparisons):
+            raise GanportError(f"{sum(not c.passed for c in comparisons)} backend(s) disagree with Keras beyond "
+                               f"{atol:g}; see the table above.")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

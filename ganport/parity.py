@@ -27,6 +27,7 @@ class Comparison:
     max_abs_diff: float
     max_rel_diff: float
     atol: float
+    note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -34,9 +35,10 @@ class Comparison:
 
     def line(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
+        note = f" ({self.note})" if self.note else ""
         return (
             f"{self.model} [{self.backend}]: max abs diff {self.max_abs_diff:.3g}, max rel diff "
-            f"{self.max_rel_diff:.3g} (atol {self.atol:g}) {verdict}"
+            f"{self.max_rel_diff:.3g} (atol {self.atol:g}) {verdict}{note}"
         )
 
 

@@ -323,6 +323,8 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
                     tf.summary.image("samples", pictures, step=iteration, max_outputs=GRID_NOISE)
                 if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:
                     save()
+                    if not console.is_terminal:  # logs and CI get a line per checkpoint instead of a live bar
+                        console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
                 progress.update(task, completed=iteration)
         except KeyboardInterrupt:
             interrupted = True

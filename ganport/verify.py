@@ -1,0 +1,144 @@
+"""Three-way parity: the Keras model against onnxruntime, tf_keras's reload of the HDF5 file, and real DL4J.
+
+Every backend runs on the inputs stored in the export's test-vector files, and is compared with the Keras
+predictions stored there (which the live Keras model must reproduce too). DL4J runs in java-check/, built with
+Maven on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ganport.errors import GanportError
+from ganport.parity import VERIFY_ATOL, Comparison, compare
+
+JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
+PARITY_MAIN = "ganport.dl4j.ParityCheck"
+TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
+
+
+class VerifyError(GanportError):
+    """A backend could not be run at all (as opposed to running and disagreeing)."""
+
+
+def java_check_dir() -> Path:
+    folder = Path(os.environ.get(JAVA_CHECK_ENV, Path(__file__).resolve().parent.parent / "java-check"))
+    if not (folder / "pom.xml").is_file():
+        raise VerifyError(f"java-check not found at {folder}; run from a ganport checkout, set {JAVA_CHECK_ENV}, "
+                          "or pass --no-dl4j.")
+    return folder
+
+
+def build_java_check(log: Callable[[str], None] = print) -> list[str]:
+    """Build java-check with Maven unless its build is newer than its sources; returns the java classpath."""
+    folder = java_check_dir()
+    classpath_file = folder / "target" / "classpath.txt"
+    classes = folder / "target" / "classes"
+    sources = [folder / "pom.xml", *(folder / "src" / "main").rglob("*")]
+    fresh = classpath_file.is_file() and classpath_file.stat().st_mtime >= max(p.stat().st_mtime for p in sources)
+    if not fresh:
+        for tool in ("mvn", "java"):
+            if shutil.which(tool) is None:
+                raise VerifyError(f"`{tool}` is not installed; DL4J parity needs Maven and a JDK 17 "
+                                  "(apt-get install maven openjdk-17-jdk-headless), or pass --no-dl4j.")
+        log("building java-check with Maven (the first build downloads about 180 MB of DL4J; later ones reuse ~/.m2)")
+        result = subprocess.run(["mvn", "-B", "-q", "-DskipTests", "package"], cwd=folder, capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+            raise VerifyError(f"Maven could not build java-check (exit {result.returncode}): {tail}")
+    return [str(classes), *classpath_file.read_text().strip().split(os.pathsep)]
+
+
+def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None] = print) -> dict:
+    """Run java-check's ParityCheck on a folder of HDF5 exports; returns its JSON report."""
+    classpath = build_java_check(log)
+    with tempfile.TemporaryDirectory() as scratch:
+        report_path = Path(scratch) / "report.json"
+        result = subprocess.run(
+            ["java", "-cp", os.pathsep.join(classpath), PARITY_MAIN,
+             str(folder), str(report_path), repr(atol)],
+            capture_output=True, text=True,
+        )
+        if not report_path.is_file():
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+            raise VerifyError(f"DL4J's parity check did not run (exit {result.returncode}): {tail}")
+        return json.loads(report_path.read_text())
+
+
+def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with h5py.File(path, "r") as archive:
+        input_name = json.loads(archive.attrs["inputs"])["inputs"][0]
+        output_name = json.loads(archive.attrs["outputs"])["outputs"][0]
+        return archive["inputs"][input_name][()], archive["predictions"][output_name][()]
+
+
+def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path | None]:
+    """The folder of exports to check and, for a run, the run folder holding the live Keras models."""
+    from ganport.train import RunFolder
+
+    if RunFolder(source).is_run():
+        folder = source / "export"
+        needed = {"onnx": folder / "generator.onnx", "h5": folder / f"generator{TEST_VECTORS_SUFFIX}"}
+        for fmt, path in needed.items():
+            if not path.is_file():
+                from ganport.export import export
+
+                log(f"exporting {source} to {fmt} first")
+                export(source, fmt, folder, log=log)
+        return folder, source
+    if source.is_dir():
+        return source, None
+    raise VerifyError(f"{source} is neither a run folder nor a folder of exports.")
+
+
+def verify(source: str | Path, dl4j: bool = True, atol: float = VERIFY_ATOL,
+           log: Callable[[str], None] = print) -> list[Comparison]:
+    """Compare every available backend with the Keras predictions on the same fixed inputs."""
+    import keras
+
+    from ganport.export import predict, to_h5, to_onnx
+
+    folder, run_folder = export_folder(Path(source), log)
+    vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
+    if not vector_files:
+        raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format h5` first.")
+    report = run_dl4j(folder, atol, log) if dl4j else {"models": []}
+    dl4j_results = {result["model"]: result for result in report["models"]}
+    comparisons: list[Comparison] = []
+    for vectors in vector_files:
+        stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
+        inputs, expected = _read_vectors(vectors)
+        keras_file = next((p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras")
+                           if p.is_file()), None)
+        if keras_file is not None:
+            live = predict(keras.saving.load_model(keras_file, compile=False), inputs)
+            comparisons.append(compare(stem, "keras", expected, live, atol))
+        if (folder / f"{stem}.onnx").is_file():
+            comparisons.append(compare(stem, "onnxruntime", expected, to_onnx.run(folder / f"{stem}.onnx", inputs),
+                                       atol))
+        if (folder / f"{stem}.h5").is_file():
+            reloaded = to_h5.load_model(folder / f"{stem}.h5")
+            comparisons.append(compare(stem, "tf_keras h5", expected, predict(reloaded, inputs), atol))
+        if dl4j:
+            comparisons.append(_dl4j_comparison(stem, dl4j_results.get(stem), atol))
+    return comparisons
+
+
+def _dl4j_comparison(stem: str, result: dict | None, atol: float) -> Comparison:
+    if result is None:
+        return Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=f"no {stem}.h5 to import")
+    if result.get("maxAbsDiff") is None:
+        return Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=result.get("reason") or "")
+    reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
+    note = f"DL4J gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
+    return Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)

@@ -1,0 +1,84 @@
+"""DL4J parity with the real library: java-check's Maven build and JUnit tests, and `ganport verify`.
+
+Locally these skip when Maven or a JDK is missing; under CI (CI=true) that is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from conftest import require_or_skip
+from ganport.parity import VERIFY_ATOL
+from ganport.verify import java_check_dir, verify
+
+pytestmark = pytest.mark.maven
+
+
+@pytest.fixture(scope="module", autouse=True)
+def maven_and_java():
+    require_or_skip(shutil.which("mvn") is not None and shutil.which("java") is not None,
+                    "Maven and a JDK are needed for the DL4J checks")
+
+
+def test_java_check_junit_suite_passes_on_models_ganport_exports_in_the_same_build():
+    result = subprocess.run(
+        ["mvn", "-B", "verify", f"-Dganport.python={sys.executable}"],
+        cwd=java_check_dir(), capture_output=True, text=True,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Tests run: 3, Failures: 0, Errors: 0, Skipped: 0" in output
+    assert "generator [dl4j]: max abs diff" in output and "not DL4J-importable: Keras major version" in output
+
+
+@pytest.fixture(scope="module")
+def verified_run(short_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("verify") / "run"
+    shutil.copytree(short_run, run)
+    return run
+
+
+def test_verify_compares_keras_onnxruntime_tf_keras_and_dl4j(verified_run):
+    comparisons = verify(verified_run, log=lambda line: None)
+    backends = {(c.model, c.backend) for c in comparisons}
+    assert backends == {("generator", b) for b in ("keras", "onnxruntime", "tf_keras h5", "dl4j")} | {
+        ("discriminator", b) for b in ("keras", "tf_keras h5", "dl4j")}
+    for comparison in comparisons:
+        assert comparison.passed, comparison.line()
+        assert comparison.max_abs_diff <= VERIFY_ATOL
+    generator_dl4j = next(c for c in comparisons if c.model == "generator" and c.backend == "dl4j")
+    assert "[16, 784]" in generator_dl4j.note
+
+
+def test_verify_catches_a_tampered_h5(verified_run, tmp_path):
+    folder = tmp_path / "exports"
+    shutil.copytree(verified_run / "export", folder)
+    with h5py.File(folder / "discriminator.h5", "r+") as archive:
+        kernel = next(name for name in _dataset_names(archive["model_weights"]) if name.endswith("kernel:0"))
+        archive["model_weights"][kernel][0, 0] += 0.5
+    comparisons = verify(folder, log=lambda line: None)
+    failed = {(c.model, c.backend) for c in comparisons if not c.passed}
+    assert failed == {("discriminator", "tf_keras h5"), ("discriminator", "dl4j")}
+
+
+def test_verify_cli_prints_the_table_and_fails_on_disagreement(verified_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from ganport.cli import app
+
+    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-dl4j"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime" in result.output and "pass" in result.output and "dl4j" not in result.output
+    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-dl4j", "--atol", "0"])
+    assert result.exit_code == 1 and "disagree with Keras" in result.output
+
+
+def _dataset_names(group: h5py.Group) -> list[str]:
+    names: list[str] = []
+    group.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    return names
