@@ -185,6 +185,37 @@ def verify(
                                f"{atol:g}; see the table above.")
 
 
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A generator: .onnx (onnxruntime) or .keras/.h5 (TensorFlow).")],
+    n: Annotated[int, typer.Option("--n", "-n", help="Samples to score.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    png: Annotated[Path | None, typer.Option(help="Sample grid + class histogram [default: MODEL_eval.png].")] = None,
+) -> None:
+    """Score samples with ganport's MNIST classifier: classifier score, Fréchet distance, class coverage."""
+    with reported_errors():
+        from rich.table import Table
+
+        from ganport import evaluate as evaluation
+
+        report, samples = evaluation.evaluate(model, n=n, seed=seed, log=lambda line: console.print(line, markup=False))
+        table = Table(title=f"sample quality (classifier test accuracy {report.classifier_test_accuracy})")
+        for column in ("samples", "n", "classifier score", "Fréchet distance", "KL from uniform", "classes"):
+            table.add_column(column, justify="left" if column == "samples" else "right")
+        for metrics in (report.generated, report.real):
+            table.add_row(metrics.name, str(metrics.n), f"{metrics.classifier_score:.3f}",
+                          f"{metrics.frechet_distance:.3f}", f"{metrics.kl_from_uniform:.4f}",
+                          f"{metrics.classes_covered}/10")
+        Console().print(table)
+        histogram = report.generated.class_histogram
+        console.print("class histogram: " + " ".join(f"{digit}:{count}" for digit, count in enumerate(histogram)))
+        png = png or model.with_name(f"{model.stem}_eval.png")
+        console.print(f"picture: {evaluation.save_report_png(report, samples, png)}", markup=False)
+        if json_path is not None:
+            console.print(f"json: {evaluation.write_json(report, json_path)}", markup=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

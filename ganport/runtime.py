@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -97,17 +98,24 @@ class Generator:
 
         The noise stream depends only on `seed`, so the same seed gives the same images whatever the batch size.
         """
-        if n <= 0 or batch_size <= 0:
-            raise ModelError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
-        rng = np.random.default_rng(seed)
-        first = self.generate(rng.standard_normal((min(n, batch_size), self.latent_dim), dtype=np.float32))
-        images = np.empty((n, *first.shape[1:]), dtype=np.uint8 if uint8 else np.float32)
-        images[: len(first)] = to_uint8(first) if uint8 else first
-        for start in range(len(first), n, batch_size):
-            stop = min(start + batch_size, n)
-            batch = self.generate(rng.standard_normal((stop - start, self.latent_dim), dtype=np.float32))
-            images[start:stop] = to_uint8(batch) if uint8 else batch
+        images: np.ndarray | None = None
+        start = 0
+        for noise in noise_batches(n, self.latent_dim, seed, batch_size):
+            batch = self.generate(noise)
+            if images is None:  # preallocated once the output shape is known
+                images = np.empty((n, *batch.shape[1:]), dtype=np.uint8 if uint8 else np.float32)
+            images[start : start + len(batch)] = to_uint8(batch) if uint8 else batch
+            start += len(batch)
         return images
+
+
+def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Standard-normal latent vectors [<= batch_size, latent_dim], n in all, one stream per seed."""
+    if n <= 0 or batch_size <= 0:
+        raise ModelError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch_size):
+        yield rng.standard_normal((min(batch_size, n - start), latent_dim), dtype=np.float32)
 
 
 def nvidia_gpu_present() -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import keras
 import numpy as np
 import onnx
 import tensorflow as tf
@@ -16,15 +17,22 @@ OPSET = 17
 BATCH_AXIS = "batch"
 
 
-def convert(model: keras.Model, input_name: str, output_name: str, metadata: dict[str, str]) -> onnx.ModelProto:
+def convert(model: Any, input_name: str, output_name: str, metadata: dict[str, str]) -> onnx.ModelProto:
     """Convert a single-input Keras model to ONNX with named input/output and a dynamic `batch` axis."""
     spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=input_name)
 
-    @tf.function(input_signature=[spec], autograph=False)
     def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return {output_name: model(inputs, training=False)}
 
-    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
+    return convert_function(serve, spec, metadata)
+
+
+def convert_function(
+    function: Callable[[tf.Tensor], dict[str, tf.Tensor]], spec: tf.TensorSpec, metadata: dict[str, str]
+) -> onnx.ModelProto:
+    """Convert `function` (one input, a dict of named outputs) with tf2onnx's from_function."""
+    traced = tf.function(function, input_signature=[spec], autograph=False)
+    proto, _ = tf2onnx.convert.from_function(traced, input_signature=[spec], opset=OPSET)
     _name_batch_axis(proto)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=str(value))
@@ -46,9 +54,10 @@ def save(proto: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def run(path: Path, inputs: np.ndarray) -> np.ndarray:
-    """Run an exported file on onnxruntime's CPU provider, for the export's own parity check."""
+def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray:
+    """Run an exported file on onnxruntime's CPU provider (its first output, or `output`), for parity checks."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    names = None if output is None else [output]
+    return session.run(names, {session.get_inputs()[0].name: inputs})[0]

@@ -1,0 +1,213 @@
+"""Sample quality on MNIST, measured with ganport's own classifier on onnxruntime (TensorFlow only for Keras models).
+
+- classifier score: exp(E_x KL(p(y|x) || p(y))), the Inception Score with an MNIST classifier (max 10);
+- Fréchet distance between the classifier's 128-d penultimate features of the samples and of the MNIST test set;
+- the predicted-class histogram, its KL divergence from uniform, and the classes covered (>= 1% of samples each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ganport.data import cache_dir, load_dataset
+from ganport.errors import ModelError
+from ganport.files import atomic_path, write_text_atomically
+from ganport.runtime import Generator, noise_batches
+
+CLASSIFIER_FILE = "mnist-classifier.onnx"
+SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
+COVERAGE_SHARE = 0.01
+BATCH = 2000
+
+
+@dataclass(frozen=True)
+class SampleMetrics:
+    name: str
+    n: int
+    classifier_score: float
+    frechet_distance: float
+    kl_from_uniform: float
+    classes_covered: int
+    class_histogram: list[int]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    model: str
+    seed: int
+    classifier: str
+    classifier_test_accuracy: str
+    generated: SampleMetrics
+    real: SampleMetrics
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def classifier_path(log: Callable[[str], None] = print) -> Path:
+    """The classifier shipped in models/, else the one built in the cache on first use."""
+    shipped = SHIPPED_MODELS / CLASSIFIER_FILE
+    if shipped.is_file():
+        return shipped
+    built = cache_dir() / CLASSIFIER_FILE
+    if not built.is_file():
+        from ganport.classifier import train_classifier
+
+        log(f"no shipped classifier in {SHIPPED_MODELS}; training one into {built} (a few minutes, once)")
+        train_classifier(built, log=log)
+    return built
+
+
+class Classifier:
+    """The ONNX classifier: images in [-1, 1] -> (features [N, 128], probabilities [N, 10])."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        self.path = path
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.test_accuracy = self.session.get_modelmeta().custom_metadata_map.get("test_accuracy", "unknown")
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        features, probabilities = [], []
+        for start in range(0, len(images), BATCH):
+            batch = np.ascontiguousarray(images[start : start + BATCH], dtype=np.float32)
+            feature_batch, probability_batch = self.session.run(["features", "probabilities"], {"image": batch})
+            features.append(feature_batch)
+            probabilities.append(probability_batch)
+        return np.concatenate(features), np.concatenate(probabilities)
+
+
+def classifier_score(probabilities: np.ndarray) -> float:
+    p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
+    marginal = p.mean(axis=0)
+    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(marginal)), axis=1))))
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features = features.astype(np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.ndarray, np.ndarray]) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2).
+
+    numpy only (no scipy): Tr((S_a S_b)^1/2) equals the sum of square roots of the eigenvalues of the symmetric
+    S_a^1/2 S_b S_a^1/2, which eigh computes stably.
+    """
+    (mu_a, sigma_a), (mu_b, sigma_b) = stats_a, stats_b
+    values, vectors = np.linalg.eigh(sigma_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    product = np.linalg.eigvalsh(root_a @ sigma_b @ root_a)
+    trace_root = np.sum(np.sqrt(np.clip(product, 0, None)))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
+
+
+def summarize(name: str, features: np.ndarray, probabilities: np.ndarray,
+              reference: tuple[np.ndarray, np.ndarray]) -> SampleMetrics:
+    histogram = np.bincount(probabilities.argmax(axis=1), minlength=10)
+    share = histogram / histogram.sum()
+    kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * 10), 0.0)))
+    return SampleMetrics(name, len(features), classifier_score(probabilities),
+                         frechet_distance(feature_statistics(features), reference), kl,
+                         int(np.sum(share >= COVERAGE_SHARE)), histogram.tolist())
+
+
+def _real_images(images: np.ndarray) -> np.ndarray:
+    return ((images.astype(np.float32) - 127.5) / 127.5)[..., None]
+
+
+def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray], SampleMetrics]:
+    """MNIST test-set feature statistics and the real-data metrics, cached per classifier file content.
+
+    Score and histogram are those of the 10k test images; the Fréchet distance is that of 10k training images
+    against the test set (the test set against itself would be 0).
+    """
+    digest = hashlib.sha256(classifier.path.read_bytes()).hexdigest()[:16]
+    cached = cache_dir() / f"mnist-test-stats-{digest}.npz"
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as archive:
+            stats = (archive["mu"], archive["sigma"])
+            real = SampleMetrics(**json.loads(str(archive["real"])))
+        return stats, real
+    mnist = load_dataset("mnist")
+    x_test, _ = mnist.require_test()
+    test_features, test_probabilities = classifier(_real_images(x_test))
+    stats = feature_statistics(test_features)
+    train_sample = np.random.default_rng(0).choice(len(mnist.x_train), len(x_test), replace=False)
+    train_features, _ = classifier(_real_images(mnist.x_train[train_sample]))
+    real = summarize("real MNIST", test_features, test_probabilities, stats)
+    real = SampleMetrics(**{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features),
+                                                                                 stats)})
+    with atomic_path(cached) as temporary:
+        np.savez(temporary, mu=stats[0], sigma=stats[1], real=json.dumps(asdict(real)))
+    return stats, real
+
+
+def generate(model: Path, n: int, seed: int) -> np.ndarray:
+    """n images from an ONNX generator (onnxruntime) or a Keras one, from the same seeded noise stream."""
+    if not model.is_file():
+        raise ModelError(f"{model} does not exist; pass a generator .onnx, .keras or .h5 file.")
+    if model.suffix == ".onnx":
+        return Generator(model, device="auto").sample(n, seed=seed)
+    from ganport.export import load_model_file, predict, role_of
+
+    keras_model = load_model_file(model)
+    if role_of(keras_model).name != "generator":
+        raise ModelError(f"{model} is a discriminator; `ganport eval` needs a generator.")
+    latent = int(keras_model.inputs[0].shape[-1])
+    return np.concatenate([predict(keras_model, noise) for noise in noise_batches(n, latent, seed, BATCH)])
+
+
+def evaluate(model: str | Path, n: int = 10000, seed: int = 0,
+             log: Callable[[str], None] = print) -> tuple[EvalReport, np.ndarray]:
+    """Metrics of `n` samples of `model` and of real MNIST; returns the report and the samples."""
+    if n < 2:
+        raise ModelError(f"--n must be at least 2 for the statistics. Received: {n}")
+    classifier = Classifier(classifier_path(log))
+    reference, real = real_baseline(classifier)
+    samples = generate(Path(model), n, seed)
+    features, probabilities = classifier(samples)
+    generated = summarize(Path(model).name, features, probabilities, reference)
+    report = EvalReport(str(model), seed, str(classifier.path), classifier.test_accuracy, generated, real)
+    return report, samples
+
+
+def save_report_png(report: EvalReport, samples: np.ndarray, path: Path) -> Path:
+    """A 10x10 sample grid beside the predicted-class histograms of the samples and of real MNIST."""
+    from PIL import Image, ImageDraw
+
+    from ganport.images import grid, to_uint8
+
+    tiles = grid(to_uint8(samples[:100]), columns=10)
+    picture = Image.new("L", (tiles.shape[1] * 2 + 340, tiles.shape[0] * 2), 255)
+    picture.paste(Image.fromarray(tiles).resize((tiles.shape[1] * 2, tiles.shape[0] * 2)), (0, 0))
+    draw = ImageDraw.Draw(picture)
+    left, bottom, height = tiles.shape[1] * 2 + 20, picture.height - 30, picture.height - 80
+    draw.text((left, 10), f"classes: generated (dark) vs real (light); score {report.generated.classifier_score:.2f}",
+              fill=0)
+    tallest = max(max(report.generated.class_histogram) / report.generated.n,
+                  max(report.real.class_histogram) / report.real.n)
+    for digit in range(10):
+        for offset, metrics, shade in ((0, report.generated, 40), (12, report.real, 170)):
+            share = metrics.class_histogram[digit] / metrics.n
+            top = bottom - math.ceil(height * share / tallest)
+            x = left + digit * 30 + offset
+            draw.rectangle((x, top, x + 10, bottom), fill=shade)
+        draw.text((left + digit * 30 + 6, bottom + 6), str(digit), fill=0)
+    with atomic_path(path) as temporary:
+        picture.save(temporary, format="PNG")
+    return path
+
+
+def write_json(report: EvalReport, path: Path) -> Path:
+    write_text_atomically(path, report.to_json())
+    return path
