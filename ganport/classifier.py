@@ -60,8 +60,7 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log=print) -> Cl
     mnist = load_dataset("mnist")
     x_test, y_test = mnist.require_test()
     model = build_classifier()
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(scale(mnist.x_train), mnist.y_train, batch_size=128, epochs=epochs, shuffle=True, verbose=2)
     _, accuracy = model.evaluate(scale(x_test), y_test, batch_size=1000, verbose=0)
     log(f"classifier: test accuracy {accuracy:.4f} on {len(x_test)} MNIST test images")
@@ -73,8 +72,16 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log=print) -> Cl
         feature_values, probabilities = features(images, training=False)
         return {FEATURES: feature_values, PROBABILITIES: probabilities}
 
-    proto = to_onnx.convert_function(serve, spec, {"test_accuracy": f"{accuracy:.4f}", "epochs": str(epochs),
-                                                   "seed": str(seed), "producer": "ganport classifier"})
+    proto = to_onnx.convert_function(
+        serve,
+        spec,
+        {
+            "test_accuracy": f"{accuracy:.4f}",
+            "epochs": str(epochs),
+            "seed": str(seed),
+            "producer": "ganport classifier",
+        },
+    )
     probe = scale(x_test[:256])
     with atomic_path(out) as temporary:
         to_onnx.save(proto, temporary)

@@ -78,6 +78,10 @@ def train(
     latent_dim: Annotated[int, typer.Option(help="Size of the generator's noise input.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed for weights, batches and noise: same seed, same run.")] = 0,
     xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = True,
+    ema: Annotated[
+        float, typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); 0: off.")
+    ] = 0.0,
+    label_smoothing: Annotated[float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")] = 0.0,
     out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<timestamp>].")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
 ) -> None:
@@ -103,6 +107,8 @@ def train(
                 latent_dim=latent_dim,
                 seed=seed,
                 jit_compile=xla,
+                ema_decay=ema,
+                label_smoothing=label_smoothing,
             )
             result = training.train(config, out, console=console)
         console.print(f"run folder: {result.run_dir} (iteration {result.iteration}, {result.seconds:.0f} s)")
@@ -177,12 +183,20 @@ def verify(
         for column in ("model", "backend", "max abs diff", "max rel diff", "result", "note"):
             table.add_column(column, justify="right" if "diff" in column else "left")
         for item in comparisons:
-            table.add_row(item.model, item.backend, f"{item.max_abs_diff:.3g}", f"{item.max_rel_diff:.3g}",
-                          "[green]pass[/green]" if item.passed else "[red]FAIL[/red]", escape(item.note))
+            table.add_row(
+                item.model,
+                item.backend,
+                f"{item.max_abs_diff:.3g}",
+                f"{item.max_rel_diff:.3g}",
+                "[green]pass[/green]" if item.passed else "[red]FAIL[/red]",
+                escape(item.note),
+            )
         Console().print(table)
         if not all(item.passed for item in comparisons):
-            raise GanportError(f"{sum(not c.passed for c in comparisons)} backend(s) disagree with Keras beyond "
-                               f"{atol:g}; see the table above.")
+            raise GanportError(
+                f"{sum(not c.passed for c in comparisons)} backend(s) disagree with Keras beyond "
+                f"{atol:g}; see the table above."
+            )
 
 
 @app.command("eval")
@@ -204,9 +218,14 @@ def evaluate(
         for column in ("samples", "n", "classifier score", "Fréchet distance", "KL from uniform", "classes"):
             table.add_column(column, justify="left" if column == "samples" else "right")
         for metrics in (report.generated, report.real):
-            table.add_row(metrics.name, str(metrics.n), f"{metrics.classifier_score:.3f}",
-                          f"{metrics.frechet_distance:.3f}", f"{metrics.kl_from_uniform:.4f}",
-                          f"{metrics.classes_covered}/10")
+            table.add_row(
+                metrics.name,
+                str(metrics.n),
+                f"{metrics.classifier_score:.3f}",
+                f"{metrics.frechet_distance:.3f}",
+                f"{metrics.kl_from_uniform:.4f}",
+                f"{metrics.classes_covered}/10",
+            )
         Console().print(table)
         histogram = report.generated.class_histogram
         console.print("class histogram: " + " ".join(f"{digit}:{count}" for digit, count in enumerate(histogram)))

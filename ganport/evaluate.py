@@ -111,14 +111,21 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
 
 
-def summarize(name: str, features: np.ndarray, probabilities: np.ndarray,
-              reference: tuple[np.ndarray, np.ndarray]) -> SampleMetrics:
+def summarize(
+    name: str, features: np.ndarray, probabilities: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+) -> SampleMetrics:
     histogram = np.bincount(probabilities.argmax(axis=1), minlength=10)
     share = histogram / histogram.sum()
     kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * 10), 0.0)))
-    return SampleMetrics(name, len(features), classifier_score(probabilities),
-                         frechet_distance(feature_statistics(features), reference), kl,
-                         int(np.sum(share >= COVERAGE_SHARE)), histogram.tolist())
+    return SampleMetrics(
+        name,
+        len(features),
+        classifier_score(probabilities),
+        frechet_distance(feature_statistics(features), reference),
+        kl,
+        int(np.sum(share >= COVERAGE_SHARE)),
+        histogram.tolist(),
+    )
 
 
 def _real_images(images: np.ndarray) -> np.ndarray:
@@ -145,8 +152,9 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
     train_sample = np.random.default_rng(0).choice(len(mnist.x_train), len(x_test), replace=False)
     train_features, _ = classifier(_real_images(mnist.x_train[train_sample]))
     real = summarize("real MNIST", test_features, test_probabilities, stats)
-    real = SampleMetrics(**{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features),
-                                                                                 stats)})
+    real = SampleMetrics(
+        **{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features), stats)}
+    )
     with atomic_path(cached) as temporary:
         np.savez(temporary, mu=stats[0], sigma=stats[1], real=json.dumps(asdict(real)))
     return stats, real
@@ -167,8 +175,9 @@ def generate(model: Path, n: int, seed: int) -> np.ndarray:
     return np.concatenate([predict(keras_model, noise) for noise in noise_batches(n, latent, seed, BATCH)])
 
 
-def evaluate(model: str | Path, n: int = 10000, seed: int = 0,
-             log: Callable[[str], None] = print) -> tuple[EvalReport, np.ndarray]:
+def evaluate(
+    model: str | Path, n: int = 10000, seed: int = 0, log: Callable[[str], None] = print
+) -> tuple[EvalReport, np.ndarray]:
     """Metrics of `n` samples of `model` and of real MNIST; returns the report and the samples."""
     if n < 2:
         raise ModelError(f"--n must be at least 2 for the statistics. Received: {n}")
@@ -192,10 +201,12 @@ def save_report_png(report: EvalReport, samples: np.ndarray, path: Path) -> Path
     picture.paste(Image.fromarray(tiles).resize((tiles.shape[1] * 2, tiles.shape[0] * 2)), (0, 0))
     draw = ImageDraw.Draw(picture)
     left, bottom, height = tiles.shape[1] * 2 + 20, picture.height - 30, picture.height - 80
-    draw.text((left, 10), f"classes: generated (dark) vs real (light); score {report.generated.classifier_score:.2f}",
-              fill=0)
-    tallest = max(max(report.generated.class_histogram) / report.generated.n,
-                  max(report.real.class_histogram) / report.real.n)
+    draw.text(
+        (left, 10), f"classes: generated (dark) vs real (light); score {report.generated.classifier_score:.2f}", fill=0
+    )
+    tallest = max(
+        max(report.generated.class_histogram) / report.generated.n, max(report.real.class_histogram) / report.real.n
+    )
     for digit in range(10):
         for offset, metrics, shade in ((0, report.generated, 40), (12, report.real, 170)):
             share = metrics.class_histogram[digit] / metrics.n

@@ -53,6 +53,10 @@ class TrainConfig:
     latent_dim: int = 100
     seed: int = 0
     jit_compile: bool = True
+    # Beyond the lecture, both off by default: an exponential moving average of the generator's weights (the
+    # generator a run ships), and one-sided label smoothing (real label 1 - smoothing; Salimans et al. 2016).
+    ema_decay: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -70,6 +74,11 @@ class TrainConfig:
         if self.batch_size % 2:
             raise GanportError(
                 f"batch-size must be even (the discriminator sees half real, half fake). Received: {self.batch_size}"
+            )
+        if not 0 <= self.ema_decay < 1 or not 0 <= self.label_smoothing < 0.5:
+            raise GanportError(
+                f"ema must be in [0, 1) and label-smoothing in [0, 0.5). "
+                f"Received: ema={self.ema_decay}, label_smoothing={self.label_smoothing}"
             )
         if not 0 < self.learning_rate < 1 or not 0 <= self.beta_1 < 1:
             raise GanportError(
@@ -99,6 +108,10 @@ class GanTrainer(tf.Module):
         self.discriminator_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.generator_ema = None
+        if config.ema_decay:
+            self.generator_ema = build_generator(config.latent_dim)
+            self.generator_ema.set_weights(self.generator.get_weights())
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         # uint8 keeps the 60k images at 47 MB in memory; scaling to [-1, 1] happens per batch inside the step.
@@ -119,7 +132,7 @@ class GanTrainer(tf.Module):
             loss = self.loss(targets, prediction)
         variables = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply(tape.gradient(loss, variables), variables)
-        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.cast(prediction > 0.5, tf.float32), targets), tf.float32))
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(prediction > 0.5, label > 0.5), tf.float32))
         return loss, accuracy
 
     def generator_update(self, noise: tf.Tensor) -> tf.Tensor:
@@ -133,10 +146,14 @@ class GanTrainer(tf.Module):
 
     def _step(self) -> tf.Tensor:
         half = self.config.batch_size // 2
-        loss_real, accuracy_real = self.discriminator_update(self._real_batch(half), 1.0)
+        loss_real, accuracy_real = self.discriminator_update(self._real_batch(half), 1.0 - self.config.label_smoothing)
         fakes = self.generator(self.rng.normal([half, self.config.latent_dim]), training=False)
         loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0)
         generator_loss = self.generator_update(self.rng.normal([self.config.batch_size, self.config.latent_dim]))
+        if self.generator_ema is not None:
+            decay = self.config.ema_decay
+            for average, current in zip(self.generator_ema.weights, self.generator.weights, strict=True):
+                average.assign(decay * average + (1.0 - decay) * current)
         self.iteration.assign_add(1)
         return tf.stack([(loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2, generator_loss])
 
@@ -153,8 +170,15 @@ class GanTrainer(tf.Module):
         """Run `count` iterations; returns [count, 3]: D loss, D accuracy, G loss per iteration."""
         return self.steps(tf.constant(count, tf.int32)).numpy()
 
+    @property
+    def shipped_generator(self) -> keras.Model:
+        """The generator a run exports and samples from: the moving average when EMA is on."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
     def checkpoint(self) -> tf.train.Checkpoint:
+        extra = {} if self.generator_ema is None else {"generator_ema": self.generator_ema}
         return tf.train.Checkpoint(
+            **extra,
             generator=self.generator,
             discriminator=self.discriminator,
             generator_optimizer=self.generator_optimizer,
@@ -266,7 +290,7 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
     def save() -> None:
         iteration = int(trainer.iteration.numpy())
         path = manager.save(checkpoint_number=iteration)
-        for model, target in ((trainer.generator, run.generator), (trainer.discriminator, run.discriminator)):
+        for model, target in ((trainer.shipped_generator, run.generator), (trainer.discriminator, run.discriminator)):
             with atomic_path(target) as temporary:
                 model.save(temporary)
         state = {"iteration": iteration, "checkpoint": Path(path).name, "config": dataclasses.asdict(config)}
@@ -318,7 +342,7 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
                         ),
                     )
                 if iteration % config.save_interval == 0 or iteration == config.iterations:
-                    pictures = images.to_uint8(trainer.generator(grid_noise, training=False).numpy())
+                    pictures = images.to_uint8(trainer.shipped_generator(grid_noise, training=False).numpy())
                     images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=5)
                     tf.summary.image("samples", pictures, step=iteration, max_outputs=GRID_NOISE)
                 if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:

@@ -33,8 +33,9 @@ class VerifyError(GanportError):
 def java_check_dir() -> Path:
     folder = Path(os.environ.get(JAVA_CHECK_ENV, Path(__file__).resolve().parent.parent / "java-check"))
     if not (folder / "pom.xml").is_file():
-        raise VerifyError(f"java-check not found at {folder}; run from a ganport checkout, set {JAVA_CHECK_ENV}, "
-                          "or pass --no-dl4j.")
+        raise VerifyError(
+            f"java-check not found at {folder}; run from a ganport checkout, set {JAVA_CHECK_ENV}, or pass --no-dl4j."
+        )
     return folder
 
 
@@ -48,11 +49,14 @@ def build_java_check(log: Callable[[str], None] = print) -> list[str]:
     if not fresh:
         for tool in ("mvn", "java"):
             if shutil.which(tool) is None:
-                raise VerifyError(f"`{tool}` is not installed; DL4J parity needs Maven and a JDK 17 "
-                                  "(apt-get install maven openjdk-17-jdk-headless), or pass --no-dl4j.")
+                raise VerifyError(
+                    f"`{tool}` is not installed; DL4J parity needs Maven and a JDK 17 "
+                    "(apt-get install maven openjdk-17-jdk-headless), or pass --no-dl4j."
+                )
         log("building java-check with Maven (the first build downloads about 180 MB of DL4J; later ones reuse ~/.m2)")
-        result = subprocess.run(["mvn", "-B", "-q", "-DskipTests", "package"], cwd=folder, capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            ["mvn", "-B", "-q", "-DskipTests", "package"], cwd=folder, capture_output=True, text=True
+        )
         if result.returncode != 0:
             tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-5:])
             raise VerifyError(f"Maven could not build java-check (exit {result.returncode}): {tail}")
@@ -65,9 +69,9 @@ def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None]
     with tempfile.TemporaryDirectory() as scratch:
         report_path = Path(scratch) / "report.json"
         result = subprocess.run(
-            ["java", "-cp", os.pathsep.join(classpath), PARITY_MAIN,
-             str(folder), str(report_path), repr(atol)],
-            capture_output=True, text=True,
+            ["java", "-cp", os.pathsep.join(classpath), PARITY_MAIN, str(folder), str(report_path), repr(atol)],
+            capture_output=True,
+            text=True,
         )
         if not report_path.is_file():
             tail = " | ".join(result.stderr.strip().splitlines()[-3:])
@@ -101,8 +105,9 @@ def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path 
     raise VerifyError(f"{source} is neither a run folder nor a folder of exports.")
 
 
-def verify(source: str | Path, dl4j: bool = True, atol: float = VERIFY_ATOL,
-           log: Callable[[str], None] = print) -> list[Comparison]:
+def verify(
+    source: str | Path, dl4j: bool = True, atol: float = VERIFY_ATOL, log: Callable[[str], None] = print
+) -> list[Comparison]:
     """Compare every available backend with the Keras predictions on the same fixed inputs."""
     import keras
 
@@ -118,14 +123,16 @@ def verify(source: str | Path, dl4j: bool = True, atol: float = VERIFY_ATOL,
     for vectors in vector_files:
         stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
         inputs, expected = _read_vectors(vectors)
-        keras_file = next((p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras")
-                           if p.is_file()), None)
+        keras_file = next(
+            (p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras") if p.is_file()), None
+        )
         if keras_file is not None:
             live = predict(keras.saving.load_model(keras_file, compile=False), inputs)
             comparisons.append(compare(stem, "keras", expected, live, atol))
         if (folder / f"{stem}.onnx").is_file():
-            comparisons.append(compare(stem, "onnxruntime", expected, to_onnx.run(folder / f"{stem}.onnx", inputs),
-                                       atol))
+            comparisons.append(
+                compare(stem, "onnxruntime", expected, to_onnx.run(folder / f"{stem}.onnx", inputs), atol)
+            )
         if (folder / f"{stem}.h5").is_file():
             reloaded = to_h5.load_model(folder / f"{stem}.h5")
             comparisons.append(compare(stem, "tf_keras h5", expected, predict(reloaded, inputs), atol))
