@@ -121,13 +121,19 @@ def export(
     source: Annotated[Path, typer.Argument(help="A run folder, or a .keras/.h5 model file.")],
     format: Annotated[str, typer.Option("--format", "-f", help="onnx, h5 (DL4J-ready) or keras.")] = "onnx",
     out: Annotated[Path | None, typer.Option(help="Output folder, or file when one model is exported.")] = None,
+    precision: Annotated[str, typer.Option(help="ONNX only: fp32, fp16 (GPUs) or int8 (quality-gated).")] = "fp32",
+    fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
+    force: Annotated[bool, typer.Option(help="Write an fp16/int8 variant even if it fails the quality gate.")] = False,
 ) -> None:
-    """Export, then validate each written file against the Keras model (max abs diff <= 1e-4)."""
+    """Export, then validate each written file against the Keras model (fp32: max abs diff <= 1e-4)."""
     with reported_errors():
         import_tensorflow_quietly()
+        from ganport.export import ExportOptions
         from ganport.export import export as export_models
 
-        for exported in export_models(source, format, out, log=lambda line: console.print(line, markup=False)):
+        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force)
+        log = lambda line: console.print(line, markup=False)  # noqa: E731
+        for exported in export_models(source, format, out, log=log, options=options):
             print(exported.path)
             if exported.test_vectors is not None:
                 print(exported.test_vectors)

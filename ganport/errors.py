@@ -27,3 +27,7 @@ class TrainingDivergedError(GanportError):
 
 class RuntimeUnavailableError(GanportError):
     """The requested execution device or provider is not available."""
+
+
+class QualityGateError(GanportError):
+    """A reduced-precision export lost more sample quality than allowed."""

@@ -190,6 +190,11 @@ def evaluate(
     return report, samples
 
 
+def score_generator(model: Path, n: int = 10000, seed: int = 0, log: Callable[[str], None] = print) -> SampleMetrics:
+    """The generated-sample metrics alone, as the export's quality gate needs them."""
+    return evaluate(model, n, seed, log)[0].generated
+
+
 def save_report_png(report: EvalReport, samples: np.ndarray, path: Path) -> Path:
     """A 10x10 sample grid beside the predicted-class histograms of the samples and of real MNIST."""
     from PIL import Image, ImageDraw

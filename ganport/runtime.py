@@ -64,9 +64,13 @@ class Generator:
         shape = model_input.shape
         if len(shape) != 2 or not isinstance(shape[1], int) or model_input.type != "tensor(float)":
             raise ModelError(f"{self.path} takes {model_input.type} {shape}; a generator takes float [batch, latent].")
+        model_output = self.session.get_outputs()[0]
+        if not all(isinstance(side, int) for side in model_output.shape[1:]):
+            raise ModelError(f"{self.path} gives {model_output.shape}; a generator gives [batch, fixed image shape].")
         self.input_name = model_input.name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_name = model_output.name
         self.latent_dim = int(shape[1])
+        self.image_shape = tuple(model_output.shape[1:])
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     @staticmethod
@@ -86,26 +90,49 @@ class Generator:
         _preload_cuda_libraries()
         return [CUDA, CPU]
 
-    def generate(self, noise: np.ndarray) -> np.ndarray:
-        """Images [n, 28, 28, 1] in [-1, 1] for latent vectors [n, latent]."""
+    def generate(self, noise: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images [n, *image_shape] in [-1, 1] for latent vectors [n, latent], written into `out` when given.
+
+        IO binding lets onnxruntime write straight into `out` on the CPU; on CUDA the noise goes to the device in
+        one copy and the images come back in one.
+        """
         noise = np.ascontiguousarray(noise, dtype=np.float32)
         if noise.ndim != 2 or noise.shape[1] != self.latent_dim:
             raise ModelError(f"Noise must be [n, {self.latent_dim}]. Received: shape={list(noise.shape)}")
-        return self.session.run([self.output_name], {self.input_name: noise})[0]
+        if out is None:
+            out = np.empty((len(noise), *self.image_shape), dtype=np.float32)
+        elif out.shape != (len(noise), *self.image_shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ModelError(f"out must be C-contiguous float32 {[len(noise), *self.image_shape]}. "
+                             f"Received: {out.dtype} {list(out.shape)}")
+        binding = self.session.io_binding()
+        if self.provider == CUDA:
+            device_noise = _onnxruntime().OrtValue.ortvalue_from_numpy(noise, "cuda", 0)
+            binding.bind_ortvalue_input(self.input_name, device_noise)
+            binding.bind_output(self.output_name, "cuda", 0)
+            self.session.run_with_iobinding(binding)
+            out[...] = binding.copy_outputs_to_cpu()[0]
+        else:
+            binding.bind_cpu_input(self.input_name, noise)
+            binding.bind_output(self.output_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+            self.session.run_with_iobinding(binding)
+        return out
 
     def sample(self, n: int, seed: int = 0, batch_size: int = DEFAULT_BATCH, uint8: bool = False) -> np.ndarray:
         """`n` images from seeded standard-normal noise, generated in batches of at most `batch_size`.
 
         The noise stream depends only on `seed`, so the same seed gives the same images whatever the batch size.
+        The output array is allocated once; uint8 images go through one reused float32 batch buffer.
         """
-        images: np.ndarray | None = None
+        images = np.empty((max(n, 0), *self.image_shape), dtype=np.uint8 if uint8 else np.float32)
+        scratch = np.empty((min(max(n, 1), max(batch_size, 1)), *self.image_shape), np.float32) if uint8 else None
         start = 0
         for noise in noise_batches(n, self.latent_dim, seed, batch_size):
-            batch = self.generate(noise)
-            if images is None:  # preallocated once the output shape is known
-                images = np.empty((n, *batch.shape[1:]), dtype=np.uint8 if uint8 else np.float32)
-            images[start : start + len(batch)] = to_uint8(batch) if uint8 else batch
-            start += len(batch)
+            stop = start + len(noise)
+            if scratch is None:
+                self.generate(noise, images[start:stop])
+            else:
+                images[start:stop] = to_uint8(self.generate(noise, scratch[: len(noise)]))
+            start = stop
         return images
 
 

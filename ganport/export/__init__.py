@@ -7,6 +7,7 @@ file within tolerance is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 import ganport
-from ganport.errors import ModelError
+from ganport.errors import ModelError, QualityGateError
 from ganport.export import to_h5, to_onnx
+from ganport.export.fold import fold_batch_norm
 from ganport.export.layers import LayerSpec, build_sequential, read_layers
 from ganport.files import atomic_path
 from ganport.parity import (
@@ -35,6 +37,10 @@ from ganport.parity import (
 from ganport.train import RunFolder
 
 FORMATS = {"onnx": ".onnx", "h5": ".h5", "keras": ".keras"}
+# Parity with Keras per ONNX precision. Reduced precisions are judged by sample quality; their bound only catches a
+# broken graph (int8 moves single pixels by up to about half the [-1, 1] range without changing the digits).
+PRECISION_ATOL = {"fp32": EXPORT_ATOL, "fp16": 1e-2, "int8": 1.0}
+QUALITY_DROP = 0.1
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
 
@@ -79,6 +85,7 @@ class ExportedFile:
     format: str
     comparison: Comparison
     test_vectors: Path | None = None
+    quality: dict[str, float] | None = None
 
 
 def role_of(model: Any) -> Role:
@@ -177,20 +184,38 @@ def metadata(source: SourceModel) -> dict[str, str]:
     }
 
 
-def _target(source: SourceModel, fmt: str, out: Path, single: bool) -> Path:
+def _target(source: SourceModel, fmt: str, out: Path, single: bool, precision: str) -> Path:
     suffix = FORMATS[fmt]
-    target = out if single and out.suffix == suffix else out / f"{source.stem}{suffix}"
+    variant = "" if precision == "fp32" else f"_{precision}"
+    target = out if single and out.suffix == suffix else out / f"{source.stem}{variant}{suffix}"
     if target.resolve() == source.origin.resolve():
         raise ModelError(f"Exporting would overwrite the source {source.origin}; pass --out with another path.")
     return target
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: ONNX precision, BatchNorm folding, and whether to override the quality gate."""
+
+    precision: str = "fp32"
+    fold_batch_norm: bool = True
+    force: bool = False
+
+
 def export(
-    source: str | Path, fmt: str, out: str | Path | None = None, log: Callable[[str], None] = print
+    source: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    options: ExportOptions = ExportOptions(),
 ) -> list[ExportedFile]:
-    """Export every model in `source` to `fmt`, validating each against the Keras model within EXPORT_ATOL."""
+    """Export every model in `source` to `fmt`, validating each against the Keras model."""
     if fmt not in FORMATS:
         raise ModelError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if options.precision not in PRECISION_ATOL:
+        raise ModelError(f"Unknown precision {options.precision!r}; choose one of {', '.join(PRECISION_ATOL)}.")
+    if options.precision != "fp32" and fmt != "onnx":
+        raise ModelError(f"--precision {options.precision} applies to ONNX only; DL4J and Keras files stay fp32.")
     sources = load_sources(source)
     if fmt == "onnx":
         sources = [s for s in sources if s.role is GENERATOR] or sources
@@ -203,22 +228,54 @@ def export(
     for item in sources:
         model_inputs = inputs[item.role.name]
         reference = predict(item.reference, model_inputs)
-        target = _target(item, fmt, out_path, single=len(sources) == 1)
-        exported.append(_EXPORTERS[fmt](item, target, model_inputs, reference))
+        target = _target(item, fmt, out_path, single=len(sources) == 1, precision=options.precision)
+        exported.append(_EXPORTERS[fmt](item, target, model_inputs, reference, options, log))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported
 
 
-def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
-    proto = to_onnx.convert(item.build(keras), item.role.input_name, item.role.output_name, metadata(item))
+def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
+                 options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
+    specs = fold_batch_norm(item.specs) if options.fold_batch_norm else item.specs
+    model = build_sequential(specs, item.input_shape, item.reference.name, keras)
+    info = {**metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
+    fp32 = to_onnx.convert(model, item.role.input_name, item.role.output_name, info)
+    proto = to_onnx.PRECISIONS[options.precision](fp32)
+    atol = PRECISION_ATOL[options.precision]
+    backend = f"onnxruntime {options.precision}"
+    quality = None
     with atomic_path(target) as temporary:
         to_onnx.save(proto, temporary)
-        comparison = compare(item.stem, "onnxruntime", reference, to_onnx.run(temporary, inputs), EXPORT_ATOL)
+        comparison = compare(item.stem, backend, reference, to_onnx.run(temporary, inputs), atol)
         require_all([comparison])
-    return ExportedFile(target, item.role.name, "onnx", comparison)
+        if options.precision != "fp32":
+            quality = _quality_gate(fp32, temporary, item, options, log)
+    return ExportedFile(target, item.role.name, "onnx", comparison, quality=quality)
 
 
-def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
+def _quality_gate(fp32: Any, variant: Path, item: SourceModel, options: ExportOptions,
+                  log: Callable[[str], None]) -> dict[str, float]:
+    """Score the variant and the fp32 graph on the same noise; refuse a classifier-score drop over QUALITY_DROP."""
+    from ganport.evaluate import score_generator
+
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = to_onnx.save(fp32, Path(scratch) / "fp32.onnx")
+        before = score_generator(baseline, log=log)
+        after = score_generator(variant, log=log)
+    quality = {"fp32_classifier_score": before.classifier_score, "classifier_score": after.classifier_score,
+               "fp32_frechet_distance": before.frechet_distance, "frechet_distance": after.frechet_distance}
+    drop = before.classifier_score - after.classifier_score
+    log(f"{item.stem} [{options.precision}]: classifier score {after.classifier_score:.3f} vs fp32 "
+        f"{before.classifier_score:.3f} (drop {drop:+.3f}, limit {QUALITY_DROP}); Fréchet distance "
+        f"{after.frechet_distance:.3f} vs {before.frechet_distance:.3f}")
+    if drop > QUALITY_DROP and not options.force:
+        raise QualityGateError(f"{options.precision} export of {item.stem} drops the classifier score by {drop:.3f} "
+                               f"(> {QUALITY_DROP}); keep fp32, or pass --force to write it anyway.")
+    return quality
+
+
+def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
+               options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
     rebuilt = item.build(to_h5.tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as temporary:
@@ -230,7 +287,8 @@ def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: n
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)
 
 
-def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray) -> ExportedFile:
+def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
+                  options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
@@ -239,7 +297,7 @@ def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference
     return ExportedFile(target, item.role.name, "keras", comparison)
 
 
-_EXPORTERS: dict[str, Callable[[SourceModel, Path, np.ndarray, np.ndarray], ExportedFile]] = {
+_EXPORTERS: dict[str, Callable[..., ExportedFile]] = {
     "onnx": _export_onnx,
     "h5": _export_h5,
     "keras": _export_keras,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,3 +64,36 @@ def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = None if output is None else [output]
     return session.run(names, {session.get_inputs()[0].name: inputs})[0]
+
+
+def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and arithmetic in float16, inputs and outputs kept float32 (for GPUs; CPUs gain nothing)."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():  # it warns for every weight below float16's range, which rounds to zero
+        warnings.simplefilter("ignore", UserWarning)
+        return float16.convert_float_to_float16(proto, keep_io_types=True)
+
+
+def to_int8(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime's dynamic quantization: int8 weights, activations quantized per batch at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        onnx.save(proto, source)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization, not this
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        return onnx.load(target)
+
+
+PRECISIONS: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
+    "fp32": lambda proto: proto,
+    "fp16": to_fp16,
+    "int8": to_int8,
+}
