@@ -94,7 +94,7 @@ def main() -> None:
         classes = "/".join(str(row["classes_covered"]) for row in mine)
         ms = statistics.median(row["ms_per_iteration"] for row in mine)
         table.add_row(name, spread("classifier_score"), spread("frechet_distance"), classes, f"{ms:.1f}")
-    Console().print(table)
+    Console(width=160).print(table)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -74,7 +74,7 @@ def main() -> None:
         median = statistics.median(timings)
         rows.append({"loop": name, "median_ms": median, "runs_ms": timings, "speedup": baseline / median})
         table.add_row(name, f"{median:.1f}", f"{min(timings):.1f}", f"{max(timings):.1f}", f"{baseline / median:.1f}x")
-    Console().print(table)
+    Console(width=160).print(table)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

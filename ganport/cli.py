@@ -141,7 +141,9 @@ def export(
 
 @app.command()
 def sample(
-    model: Annotated[Path, typer.Argument(help="A generator .onnx file.")],
+    model: Annotated[
+        Path | None, typer.Argument(help="A generator .onnx file [default: the shipped models/mnist-gan one].")
+    ] = None,
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 25,
     seed: Annotated[int, typer.Option(help="Noise seed: same seed, same images.")] = 0,
     out: Annotated[Path, typer.Option(help="grid.png for a picture, or .npy for the raw images.")] = Path("grid.png"),
@@ -152,11 +154,12 @@ def sample(
     with reported_errors():
         from ganport.files import atomic_path
         from ganport.images import save_grid, to_uint8
-        from ganport.runtime import Generator
+        from ganport.runtime import DEFAULT_GENERATOR, Generator
 
         if out.suffix not in (".png", ".npy"):
             raise GanportError(f"--out must end in .png or .npy. Received: {out}")
-        generator = Generator(model, device=device)
+        generator = Generator(model or DEFAULT_GENERATOR, device=device)
+        console.print(f"model: {generator.path}", markup=False)
         console.print(f"provider: {generator.provider}")
         started = time.perf_counter()
         images = generator.sample(n, seed=seed, batch_size=batch_size)

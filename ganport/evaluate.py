@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +19,9 @@ import numpy as np
 from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError
 from ganport.files import atomic_path, write_text_atomically
-from ganport.runtime import Generator, noise_batches
+from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
-SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
 COVERAGE_SHARE = 0.01
 BATCH = 2000
 

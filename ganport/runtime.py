@@ -21,6 +21,9 @@ DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEFAULT_BATCH = 4096
+# Reference models committed to the repository's models/ (GANPORT_MODELS overrides, e.g. for an installed copy).
+SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
+DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
 
 
 def _onnxruntime():

@@ -203,7 +203,8 @@ class RunFolder:
         self.discriminator = self.path / DISCRIMINATOR_FILE
 
     def is_run(self) -> bool:
-        return self.config.is_file()
+        """A run folder holds its config and a checkpoint folder (a copied config.json alone does not make one)."""
+        return self.config.is_file() and self.checkpoints.is_dir()
 
     def read_config(self) -> TrainConfig:
         try:

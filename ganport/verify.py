@@ -137,15 +137,21 @@ def verify(
             reloaded = to_h5.load_model(folder / f"{stem}.h5")
             comparisons.append(compare(stem, "tf_keras h5", expected, predict(reloaded, inputs), atol))
         if dl4j:
-            comparisons.append(_dl4j_comparison(stem, dl4j_results.get(stem), atol))
+            comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), atol))
     return comparisons
 
 
-def _dl4j_comparison(stem: str, result: dict | None, atol: float) -> Comparison:
+def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Comparison]:
+    """DL4J's output, and the worst of its per-layer activations (a hidden layer can be off while outputs agree)."""
     if result is None:
-        return Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=f"no {stem}.h5 to import")
+        return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=f"no {stem}.h5 to import")]
     if result.get("maxAbsDiff") is None:
-        return Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=result.get("reason") or "")
+        return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=result.get("reason") or "")]
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"DL4J gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
-    return Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)
+    worst = max(result["layers"], key=lambda layer: layer["maxAbsDiff"], default=None)
+    comparisons = [Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)]
+    if worst is not None:
+        comparisons.append(Comparison(stem, "dl4j layers", worst["maxAbsDiff"], worst["maxRelDiff"], atol,
+                                      note=f"worst of {len(result['layers'])}: {worst['name']}"))
+    return comparisons

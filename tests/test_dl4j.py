@@ -46,8 +46,8 @@ def verified_run(short_run, tmp_path_factory):
 def test_verify_compares_keras_onnxruntime_tf_keras_and_dl4j(verified_run):
     comparisons = verify(verified_run, log=lambda line: None)
     backends = {(c.model, c.backend) for c in comparisons}
-    assert backends == {("generator", b) for b in ("keras", "onnxruntime", "tf_keras h5", "dl4j")} | {
-        ("discriminator", b) for b in ("keras", "tf_keras h5", "dl4j")}
+    assert backends == {("generator", b) for b in ("keras", "onnxruntime", "tf_keras h5", "dl4j", "dl4j layers")} | {
+        ("discriminator", b) for b in ("keras", "tf_keras h5", "dl4j", "dl4j layers")}
     for comparison in comparisons:
         assert comparison.passed, comparison.line()
         assert comparison.max_abs_diff <= VERIFY_ATOL
@@ -63,7 +63,7 @@ def test_verify_catches_a_tampered_h5(verified_run, tmp_path):
         archive["model_weights"][kernel][0, 0] += 0.5
     comparisons = verify(folder, log=lambda line: None)
     failed = {(c.model, c.backend) for c in comparisons if not c.passed}
-    assert failed == {("discriminator", "tf_keras h5"), ("discriminator", "dl4j")}
+    assert failed == {("discriminator", "tf_keras h5"), ("discriminator", "dl4j"), ("discriminator", "dl4j layers")}
 
 
 def test_verify_cli_prints_the_table_and_fails_on_disagreement(verified_run, tmp_path):
@@ -82,3 +82,13 @@ def _dataset_names(group: h5py.Group) -> list[str]:
     names: list[str] = []
     group.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
     return names
+
+
+@pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema"])
+def test_shipped_reference_models_import_into_dl4j_with_parity(name):
+    from ganport.runtime import SHIPPED_MODELS
+
+    comparisons = verify(SHIPPED_MODELS / name, log=lambda line: None)
+    assert {c.backend for c in comparisons} == {"onnxruntime", "tf_keras h5", "dl4j", "dl4j layers"}
+    for comparison in comparisons:
+        assert comparison.passed, comparison.line()

@@ -37,6 +37,7 @@ class ParityCheckTest {
             System.out.println(ParityCheck.summary(result));
             assertEquals("pass", result.status, result.reason);
             assertTrue(result.maxAbsDiff <= 1e-5, "max abs diff " + result.maxAbsDiff);
+            assertTrue(result.maxLayerAbsDiff <= 1e-5, "per-layer max abs diff " + result.maxLayerAbsDiff);
             assertFalse(result.layers.isEmpty(), "per-layer activations were compared");
         }
         // DL4J drops the generator's trailing Reshape: the comparison must say how it reconciled the shapes.

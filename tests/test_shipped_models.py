@@ -1,0 +1,39 @@
+"""The reference models in models/: sampling right after set-up, and their recorded metrics still reproduce."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from ganport.cli import app
+from ganport.evaluate import evaluate
+from ganport.runtime import DEFAULT_GENERATOR, SHIPPED_MODELS
+
+REFERENCE_MODELS = ["mnist-gan", "mnist-gan-ema"]
+
+
+def test_sample_without_a_model_uses_the_shipped_generator(tmp_path):
+    result = CliRunner().invoke(app, ["sample", "--out", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0, result.output
+    assert str(DEFAULT_GENERATOR) in result.output.replace("\n", "")
+    assert Image.open(tmp_path / "grid.png").size == (304, 304)
+
+
+@pytest.mark.parametrize("name", REFERENCE_MODELS)
+def test_reference_model_reproduces_its_recorded_metrics(name):
+    folder = SHIPPED_MODELS / name
+    recorded = json.loads((folder / "eval.json").read_text())
+    report, _ = evaluate(folder / "generator.onnx", n=recorded["generated"]["n"], seed=recorded["seed"],
+                         log=lambda line: None)
+    assert report.generated.classifier_score == pytest.approx(recorded["generated"]["classifier_score"], abs=1e-4)
+    assert report.generated.classes_covered == 10
+    assert report.generated.classifier_score >= 7.5
+    props = {p.key: p.value for p in onnx.load(folder / "generator.onnx").metadata_props}
+    assert props["iterations"] == "30000" and props["batchnorm_folded"] == "True"
+    for file in ("generator_int8.onnx", "generator.h5", "generator_inputs_and_outputs.h5", "discriminator.h5",
+                 "discriminator_inputs_and_outputs.h5", "samples.png", "README.md", "config.json"):
+        assert (folder / file).is_file(), file
