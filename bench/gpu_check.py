@@ -48,8 +48,10 @@ def check(path: Path, precision: str) -> bool:
     noise = np.random.default_rng(0).standard_normal((256, gpu.latent_dim), dtype=np.float32)
     difference = float(np.abs(gpu.generate(noise) - cpu.generate(noise)).max())
     passed = gpu.provider == CUDA and difference <= GPU_ATOL[precision]
-    print(f"{path.name} [{precision}]: provider {gpu.provider}, max abs diff vs CPU {difference:.3g} "
-          f"(atol {GPU_ATOL[precision]:g}) {'ok' if passed else 'FAILED'}")
+    print(
+        f"{path.name} [{precision}]: provider {gpu.provider}, max abs diff vs CPU {difference:.3g} "
+        f"(atol {GPU_ATOL[precision]:g}) {'ok' if passed else 'FAILED'}"
+    )
     for batch in BATCHES:
         rate, p99 = throughput(gpu, batch)
         print(f"  batch {batch:>5}: {rate:>12,.0f} samples/s, p99 {p99:.3f} ms")

@@ -57,8 +57,13 @@ def gemm_rate() -> float:
 
 def flops_per_sample(model) -> float:
     """Multiply-adds of the Dense layers, times two."""
-    return float(sum(2 * np.prod(layer.get_weights()[0].shape) for layer in model.layers if layer.get_weights()
-                     and len(layer.get_weights()[0].shape) == 2))
+    return float(
+        sum(
+            2 * np.prod(layer.get_weights()[0].shape)
+            for layer in model.layers
+            if layer.get_weights() and len(layer.get_weights()[0].shape) == 2
+        )
+    )
 
 
 def main() -> None:
@@ -75,25 +80,31 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         graphs = {}
-        variants = {"plain tf2onnx": ExportOptions(fold_batch_norm=False), "folded fp32": ExportOptions(),
-                    "folded fp16": ExportOptions(precision="fp16"), "folded int8": ExportOptions(precision="int8")}
+        variants = {
+            "plain tf2onnx": ExportOptions(fold_batch_norm=False),
+            "folded fp32": ExportOptions(),
+            "folded fp16": ExportOptions(precision="fp16"),
+            "folded int8": ExportOptions(precision="int8"),
+        }
         quality = {}
         for name, options in variants.items():
-            (item,) = export(args.model, "onnx", Path(scratch) / name.replace(" ", "-"), log=lambda line: None,
-                             options=options)
+            (item,) = export(
+                args.model, "onnx", Path(scratch) / name.replace(" ", "-"), log=lambda line: None, options=options
+            )
             graphs[name] = Generator(item.path, device="cpu")
             quality[name] = item.quality or {}
-        fp32_score = score_generator(Path(scratch) / "folded-fp32" / f"{args.model.stem}.onnx",
-                                     log=lambda line: None).classifier_score
+        fp32_score = score_generator(
+            Path(scratch) / "folded-fp32" / f"{args.model.stem}.onnx", log=lambda line: None
+        ).classifier_score
 
         contenders: dict[str, Callable[[np.ndarray], object]] = {
             "keras.predict": lambda z: keras_model.predict(z, batch_size=len(z), verbose=0),
             "tf.function (XLA)": lambda z: compiled(z).numpy(),
         }
         for name, generator in graphs.items():
-            contenders[f"onnxruntime {name}"] = (
-                lambda z, g=generator, out={}: g.generate(z, out.setdefault(len(z), np.empty((len(z), *g.image_shape),
-                                                                                             np.float32))))
+            contenders[f"onnxruntime {name}"] = lambda z, g=generator, out={}: g.generate(
+                z, out.setdefault(len(z), np.empty((len(z), *g.image_shape), np.float32))
+            )
         rate = gemm_rate()
         rows = []
         for name, run in contenders.items():
@@ -101,16 +112,24 @@ def main() -> None:
                 noise = np.random.default_rng(batch).standard_normal((batch, latent), dtype=np.float32)
                 times = latencies(lambda run=run, noise=noise: run(noise), args.budget)
                 median = statistics.median(times)
-                row = {"backend": name, "batch": batch, "samples_per_s": batch / median,
-                       "p50_ms": 1000 * median, "p99_ms": 1000 * float(np.percentile(times, 99)), "runs": len(times)}
+                row = {
+                    "backend": name,
+                    "batch": batch,
+                    "samples_per_s": batch / median,
+                    "p50_ms": 1000 * median,
+                    "p99_ms": 1000 * float(np.percentile(times, 99)),
+                    "runs": len(times),
+                }
                 if "fp16" not in name and "int8" not in name:
                     row["gemm_share"] = row["samples_per_s"] * flops / rate
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
     by_key = {(row["backend"], row["batch"]): row for row in rows}
-    table = Table(title=f"Generator inference, {os.cpu_count()} CPU cores; fp32 GEMM {rate / 1e9:.0f} GFLOP/s; "
-                        f"{flops / 1e6:.2f} MFLOP/sample")
+    table = Table(
+        title=f"Generator inference, {os.cpu_count()} CPU cores; fp32 GEMM {rate / 1e9:.0f} GFLOP/s; "
+        f"{flops / 1e6:.2f} MFLOP/sample"
+    )
     table.add_column("backend")
     for batch in BATCHES:
         table.add_column(f"b={batch} samples/s", justify="right")
@@ -125,15 +144,33 @@ def main() -> None:
         share = by_key[(name, 1024)].get("gemm_share")
         variant = name.removeprefix("onnxruntime ")
         delta = quality.get(variant, {}).get("classifier_score")
-        table.add_row(name, *cells, "" if share is None else f"{100 * share:.0f}%",
-                      "" if delta is None else f"{delta - fp32_score:+.3f}")
-    folded, plain, int8 = (by_key[(f"onnxruntime {v}", 1024)]["samples_per_s"]
-                           for v in ("folded fp32", "plain tf2onnx", "folded int8"))
+        table.add_row(
+            name,
+            *cells,
+            "" if share is None else f"{100 * share:.0f}%",
+            "" if delta is None else f"{delta - fp32_score:+.3f}",
+        )
+    folded, plain, int8 = (
+        by_key[(f"onnxruntime {v}", 1024)]["samples_per_s"] for v in ("folded fp32", "plain tf2onnx", "folded int8")
+    )
     Console(width=200).print(table)
-    print(f"batch 1024: folded/plain {folded / plain:.2f}x, int8/folded {int8 / folded:.2f}x, "
-          f"folded fp32 at {100 * by_key[('onnxruntime folded fp32', 1024)]['gemm_share']:.0f}% of GEMM rate")
-    args.json.write_text(json.dumps({"gemm_flops": rate, "flops_per_sample": flops, "fp32_classifier_score":
-                                     fp32_score, "quality": quality, "rows": rows}, indent=2) + "\n")
+    print(
+        f"batch 1024: folded/plain {folded / plain:.2f}x, int8/folded {int8 / folded:.2f}x, "
+        f"folded fp32 at {100 * by_key[('onnxruntime folded fp32', 1024)]['gemm_share']:.0f}% of GEMM rate"
+    )
+    args.json.write_text(
+        json.dumps(
+            {
+                "gemm_flops": rate,
+                "flops_per_sample": flops,
+                "fp32_classifier_score": fp32_score,
+                "quality": quality,
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -75,13 +75,23 @@ def main() -> None:
             generator, ms_per_iteration = train(images, seed, args.iterations)
             samples = np.concatenate([predict(generator, noise) for noise in noise_batches(SAMPLES, 100, 0, 2000)])
             metrics = summarize(name, *classifier(samples), reference)
-            rows.append({"contender": name, "seed": seed, "ms_per_iteration": ms_per_iteration,
-                         "classifier_score": metrics.classifier_score, "frechet_distance": metrics.frechet_distance,
-                         "classes_covered": metrics.classes_covered, "kl_from_uniform": metrics.kl_from_uniform})
+            rows.append(
+                {
+                    "contender": name,
+                    "seed": seed,
+                    "ms_per_iteration": ms_per_iteration,
+                    "classifier_score": metrics.classifier_score,
+                    "frechet_distance": metrics.frechet_distance,
+                    "classes_covered": metrics.classes_covered,
+                    "kl_from_uniform": metrics.kl_from_uniform,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
 
-    table = Table(title=f"Quality after {args.iterations} iterations, seeds {args.seeds}, {SAMPLES} samples each "
-                        f"(real MNIST: score {real.classifier_score:.2f}, FD {real.frechet_distance:.2f})")
+    table = Table(
+        title=f"Quality after {args.iterations} iterations, seeds {args.seeds}, {SAMPLES} samples each "
+        f"(real MNIST: score {real.classifier_score:.2f}, FD {real.frechet_distance:.2f})"
+    )
     for column in ("contender", "classifier score", "Fréchet distance", "classes", "ms/it"):
         table.add_column(column, justify="left" if column == "contender" else "right")
     for name in contenders:

@@ -65,8 +65,10 @@ def main() -> None:
         for name, (step, chunk) in contenders.items()
     }
     baseline = statistics.median(results[next(iter(results))])
-    table = Table(title=f"Training speed, batch 32, {args.runs} runs x {args.iterations} iterations, "
-                        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores")
+    table = Table(
+        title=f"Training speed, batch 32, {args.runs} runs x {args.iterations} iterations, "
+        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores"
+    )
     for column in ("loop", "median ms/it", "min", "max", "speed-up vs lecture"):
         table.add_column(column, justify="left" if column == "loop" else "right")
     rows = []

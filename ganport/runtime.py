@@ -105,8 +105,10 @@ class Generator:
         if out is None:
             out = np.empty((len(noise), *self.image_shape), dtype=np.float32)
         elif out.shape != (len(noise), *self.image_shape) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ModelError(f"out must be C-contiguous float32 {[len(noise), *self.image_shape]}. "
-                             f"Received: {out.dtype} {list(out.shape)}")
+            raise ModelError(
+                f"out must be C-contiguous float32 {[len(noise), *self.image_shape]}. "
+                f"Received: {out.dtype} {list(out.shape)}"
+            )
         binding = self.session.io_binding()
         if self.provider == CUDA:
             device_noise = _onnxruntime().OrtValue.ortvalue_from_numpy(noise, "cuda", 0)

@@ -152,6 +152,14 @@ def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Compa
     worst = max(result["layers"], key=lambda layer: layer["maxAbsDiff"], default=None)
     comparisons = [Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)]
     if worst is not None:
-        comparisons.append(Comparison(stem, "dl4j layers", worst["maxAbsDiff"], worst["maxRelDiff"], atol,
-                                      note=f"worst of {len(result['layers'])}: {worst['name']}"))
+        comparisons.append(
+            Comparison(
+                stem,
+                "dl4j layers",
+                worst["maxAbsDiff"],
+                worst["maxRelDiff"],
+                atol,
+                note=f"worst of {len(result['layers'])}: {worst['name']}",
+            )
+        )
     return comparisons

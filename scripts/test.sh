@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check ganport tests bench java-check/src/test/python
+.venv/bin/ruff format --check --quiet ganport tests bench java-check/src/test/python
 .venv/bin/python -m pytest "$@"

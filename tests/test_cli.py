@@ -47,8 +47,9 @@ def test_error_paths_are_one_line(tmp_path, short_run):
     assert_one_line_error(invoke("sample", tmp_path / "none.onnx", "--out", "x.jpg"), ".png or .npy")
     assert_one_line_error(invoke("export", tmp_path / "none.keras"), "does not exist")
     assert_one_line_error(invoke("export", short_run, "--format", "pt"), "Unknown format 'pt'")
-    assert_one_line_error(invoke("train", "--data", tmp_path / "nothing.npz", "--out", tmp_path / "r"),
-                          "does not exist")
+    assert_one_line_error(
+        invoke("train", "--data", tmp_path / "nothing.npz", "--out", tmp_path / "r"), "does not exist"
+    )
     assert_one_line_error(invoke("train", "--batch-size", "7", "--out", tmp_path / "r"), "batch-size must be even")
     assert_one_line_error(invoke("train", "--resume"), "--resume needs --out")
     assert_one_line_error(invoke("train", "--out", short_run), "already holds files")

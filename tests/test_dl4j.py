@@ -21,14 +21,18 @@ pytestmark = pytest.mark.maven
 
 @pytest.fixture(scope="module", autouse=True)
 def maven_and_java():
-    require_or_skip(shutil.which("mvn") is not None and shutil.which("java") is not None,
-                    "Maven and a JDK are needed for the DL4J checks")
+    require_or_skip(
+        shutil.which("mvn") is not None and shutil.which("java") is not None,
+        "Maven and a JDK are needed for the DL4J checks",
+    )
 
 
 def test_java_check_junit_suite_passes_on_models_ganport_exports_in_the_same_build():
     result = subprocess.run(
         ["mvn", "-B", "verify", f"-Dganport.python={sys.executable}"],
-        cwd=java_check_dir(), capture_output=True, text=True,
+        cwd=java_check_dir(),
+        capture_output=True,
+        text=True,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -47,7 +51,8 @@ def test_verify_compares_keras_onnxruntime_tf_keras_and_dl4j(verified_run):
     comparisons = verify(verified_run, log=lambda line: None)
     backends = {(c.model, c.backend) for c in comparisons}
     assert backends == {("generator", b) for b in ("keras", "onnxruntime", "tf_keras h5", "dl4j", "dl4j layers")} | {
-        ("discriminator", b) for b in ("keras", "tf_keras h5", "dl4j", "dl4j layers")}
+        ("discriminator", b) for b in ("keras", "tf_keras h5", "dl4j", "dl4j layers")
+    }
     for comparison in comparisons:
         assert comparison.passed, comparison.line()
         assert comparison.max_abs_diff <= VERIFY_ATOL

@@ -58,8 +58,9 @@ def test_onnx_and_keras_generators_score_the_same_and_real_data_is_the_baseline(
 
 def test_eval_cli_writes_table_json_and_picture(exported, tmp_path):
     model = exported["onnx"][0].path
-    result = CliRunner().invoke(app, ["eval", str(model), "--n", "1000", "--json", str(tmp_path / "m.json"),
-                                      "--png", str(tmp_path / "m.png")])
+    result = CliRunner().invoke(
+        app, ["eval", str(model), "--n", "1000", "--json", str(tmp_path / "m.json"), "--png", str(tmp_path / "m.png")]
+    )
     assert result.exit_code == 0, result.output
     assert "classifier" in result.output and "real MNIST" in result.output
     metrics = json.loads((tmp_path / "m.json").read_text())

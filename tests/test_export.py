@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from ganport.errors import ModelError, ParityError, UnsupportedLayerError
-from ganport.export import export
+from ganport.export import PRECISION_ATOL, export
 from ganport.parity import EXPORT_ATOL
 
 
@@ -170,7 +170,7 @@ def test_unknown_format_and_self_overwrite(short_run):
 
 
 def test_a_failed_parity_check_leaves_no_file(tmp_path, short_run, monkeypatch):
-    monkeypatch.setattr("ganport.export.EXPORT_ATOL", -1.0)
+    monkeypatch.setitem(PRECISION_ATOL, "fp32", -1.0)
     for fmt in ("onnx", "h5"):
         with pytest.raises(ParityError, match="generator .*FAILED"):
             export(short_run, fmt, tmp_path, log=lambda line: None)

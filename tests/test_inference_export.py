@@ -34,9 +34,15 @@ def test_plain_graph_keeps_batchnorm_as_mul_add(short_run, tmp_path):
 @pytest.mark.parametrize(("center", "scale"), [(True, True), (False, True), (True, False)])
 def test_folding_is_exact_up_to_float_rounding(center, scale):
     rng = np.random.default_rng(0)
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(30), keras.layers.LeakyReLU(0.2),
-                              keras.layers.BatchNormalization(center=center, scale=scale),
-                              keras.layers.Dense(10, use_bias=False)])
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(30),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.BatchNormalization(center=center, scale=scale),
+            keras.layers.Dense(10, use_bias=False),
+        ]
+    )
     batch_norm = model.layers[2]
     batch_norm.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32) for w in batch_norm.get_weights()])
     specs = read_layers(model)
@@ -54,8 +60,12 @@ def test_reduced_precision_reports_parity_and_quality_change(short_run, tmp_path
     (item,) = export(short_run, "onnx", tmp_path, log=messages.append, options=ExportOptions(precision=precision))
     assert item.path.name == f"generator_{precision}.onnx"
     assert item.comparison.backend == f"onnxruntime {precision}" and item.comparison.passed
-    assert set(item.quality) == {"fp32_classifier_score", "classifier_score", "fp32_frechet_distance",
-                                 "frechet_distance"}
+    assert set(item.quality) == {
+        "fp32_classifier_score",
+        "classifier_score",
+        "fp32_frechet_distance",
+        "frechet_distance",
+    }
     assert any("classifier score" in message and "vs fp32" in message for message in messages)
     props = {p.key: p.value for p in onnx.load(item.path).metadata_props}
     assert props["precision"] == precision

@@ -27,13 +27,22 @@ def test_sample_without_a_model_uses_the_shipped_generator(tmp_path):
 def test_reference_model_reproduces_its_recorded_metrics(name):
     folder = SHIPPED_MODELS / name
     recorded = json.loads((folder / "eval.json").read_text())
-    report, _ = evaluate(folder / "generator.onnx", n=recorded["generated"]["n"], seed=recorded["seed"],
-                         log=lambda line: None)
+    report, _ = evaluate(
+        folder / "generator.onnx", n=recorded["generated"]["n"], seed=recorded["seed"], log=lambda line: None
+    )
     assert report.generated.classifier_score == pytest.approx(recorded["generated"]["classifier_score"], abs=1e-4)
     assert report.generated.classes_covered == 10
     assert report.generated.classifier_score >= 7.5
     props = {p.key: p.value for p in onnx.load(folder / "generator.onnx").metadata_props}
     assert props["iterations"] == "30000" and props["batchnorm_folded"] == "True"
-    for file in ("generator_int8.onnx", "generator.h5", "generator_inputs_and_outputs.h5", "discriminator.h5",
-                 "discriminator_inputs_and_outputs.h5", "samples.png", "README.md", "config.json"):
+    for file in (
+        "generator_int8.onnx",
+        "generator.h5",
+        "generator_inputs_and_outputs.h5",
+        "discriminator.h5",
+        "discriminator_inputs_and_outputs.h5",
+        "samples.png",
+        "README.md",
+        "config.json",
+    ):
         assert (folder / file).is_file(), file

@@ -234,8 +234,14 @@ def export(
     return exported
 
 
-def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
-                 options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
+def _export_onnx(
+    item: SourceModel,
+    target: Path,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    options: ExportOptions,
+    log: Callable[[str], None],
+) -> ExportedFile:
     specs = fold_batch_norm(item.specs) if options.fold_batch_norm else item.specs
     model = build_sequential(specs, item.input_shape, item.reference.name, keras)
     info = {**metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
@@ -253,8 +259,9 @@ def _export_onnx(item: SourceModel, target: Path, inputs: np.ndarray, reference:
     return ExportedFile(target, item.role.name, "onnx", comparison, quality=quality)
 
 
-def _quality_gate(fp32: Any, variant: Path, item: SourceModel, options: ExportOptions,
-                  log: Callable[[str], None]) -> dict[str, float]:
+def _quality_gate(
+    fp32: Any, variant: Path, item: SourceModel, options: ExportOptions, log: Callable[[str], None]
+) -> dict[str, float]:
     """Score the variant and the fp32 graph on the same noise; refuse a classifier-score drop over QUALITY_DROP."""
     from ganport.evaluate import score_generator
 
@@ -262,37 +269,57 @@ def _quality_gate(fp32: Any, variant: Path, item: SourceModel, options: ExportOp
         baseline = to_onnx.save(fp32, Path(scratch) / "fp32.onnx")
         before = score_generator(baseline, log=log)
         after = score_generator(variant, log=log)
-    quality = {"fp32_classifier_score": before.classifier_score, "classifier_score": after.classifier_score,
-               "fp32_frechet_distance": before.frechet_distance, "frechet_distance": after.frechet_distance}
+    quality = {
+        "fp32_classifier_score": before.classifier_score,
+        "classifier_score": after.classifier_score,
+        "fp32_frechet_distance": before.frechet_distance,
+        "frechet_distance": after.frechet_distance,
+    }
     drop = before.classifier_score - after.classifier_score
-    log(f"{item.stem} [{options.precision}]: classifier score {after.classifier_score:.3f} vs fp32 "
+    log(
+        f"{item.stem} [{options.precision}]: classifier score {after.classifier_score:.3f} vs fp32 "
         f"{before.classifier_score:.3f} (drop {drop:+.3f}, limit {QUALITY_DROP}); Fréchet distance "
-        f"{after.frechet_distance:.3f} vs {before.frechet_distance:.3f}")
+        f"{after.frechet_distance:.3f} vs {before.frechet_distance:.3f}"
+    )
     if drop > QUALITY_DROP and not options.force:
-        raise QualityGateError(f"{options.precision} export of {item.stem} drops the classifier score by {drop:.3f} "
-                               f"(> {QUALITY_DROP}); keep fp32, or pass --force to write it anyway.")
+        raise QualityGateError(
+            f"{options.precision} export of {item.stem} drops the classifier score by {drop:.3f} "
+            f"(> {QUALITY_DROP}); keep fp32, or pass --force to write it anyway."
+        )
     return quality
 
 
-def _export_h5(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
-               options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
+def _export_h5(
+    item: SourceModel,
+    target: Path,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    options: ExportOptions,
+    log: Callable[[str], None],
+) -> ExportedFile:
     rebuilt = item.build(to_h5.tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as temporary:
         to_h5.save_model(rebuilt, temporary)
         reloaded = to_h5.load_model(temporary)
-        comparison = compare(item.stem, "tf_keras h5", reference, predict(reloaded, inputs), EXPORT_ATOL)
+        comparison = compare(item.stem, "tf_keras h5", reference, predict(reloaded, inputs), PRECISION_ATOL["fp32"])
         require_all([comparison])
         to_h5.save_test_vectors(reloaded, inputs, reference, vectors, item.role.input_name, item.role.output_name)
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)
 
 
-def _export_keras(item: SourceModel, target: Path, inputs: np.ndarray, reference: np.ndarray,
-                  options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
+def _export_keras(
+    item: SourceModel,
+    target: Path,
+    inputs: np.ndarray,
+    reference: np.ndarray,
+    options: ExportOptions,
+    log: Callable[[str], None],
+) -> ExportedFile:
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
-        comparison = compare(item.stem, "keras", reference, predict(reloaded, inputs), EXPORT_ATOL)
+        comparison = compare(item.stem, "keras", reference, predict(reloaded, inputs), PRECISION_ATOL["fp32"])
         require_all([comparison])
     return ExportedFile(target, item.role.name, "keras", comparison)
 

@@ -36,8 +36,9 @@ def fold_batch_norm(specs: list[LayerSpec]) -> list[LayerSpec]:
             bias = np.asarray(following.weights[1], np.float64) if following.options["use_bias"] else 0.0
             new_kernel = (scale[:, None] * kernel).astype(np.float32)
             new_bias = (shift @ kernel + bias).astype(np.float32)
-            folded.append(LayerSpec("Dense", following.name, {**following.options, "use_bias": True},
-                                    [new_kernel, new_bias]))
+            folded.append(
+                LayerSpec("Dense", following.name, {**following.options, "use_bias": True}, [new_kernel, new_bias])
+            )
             index += 2
             continue
         folded.append(spec)

@@ -38,7 +38,8 @@ def main(out: Path) -> None:
     with h5py.File(perturbed / "generator.h5", "r+") as archive:
         kernels = []
         archive["model_weights"].visititems(
-            lambda name, item: kernels.append(item) if name.endswith("kernel:0") else None)
+            lambda name, item: kernels.append(item) if name.endswith("kernel:0") else None
+        )
         kernels[0][0, 0] += 1e-2
 
     native = out / "keras3"
