@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
-from rich.console import Console
+from common import report
 from rich.table import Table
 
 from ganport.evaluate import score_generator
@@ -153,24 +153,22 @@ def main() -> None:
     folded, plain, int8 = (
         by_key[(f"onnxruntime {v}", 1024)]["samples_per_s"] for v in ("folded fp32", "plain tf2onnx", "folded int8")
     )
-    Console(width=200).print(table)
-    print(
+    summary = (
         f"batch 1024: folded/plain {folded / plain:.2f}x, int8/folded {int8 / folded:.2f}x, "
         f"folded fp32 at {100 * by_key[('onnxruntime folded fp32', 1024)]['gemm_share']:.0f}% of GEMM rate"
     )
-    args.json.write_text(
-        json.dumps(
-            {
-                "gemm_flops": rate,
-                "flops_per_sample": flops,
-                "fp32_classifier_score": fp32_score,
-                "quality": quality,
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    report(
+        table,
+        {
+            "gemm_flops": rate,
+            "flops_per_sample": flops,
+            "fp32_classifier_score": fp32_score,
+            "quality": quality,
+            "rows": rows,
+        },
+        args.json,
     )
+    print(summary)
 
 
 if __name__ == "__main__":

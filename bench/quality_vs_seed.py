@@ -19,7 +19,7 @@ from collections.abc import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-from rich.console import Console
+from common import report
 from rich.table import Table
 
 from ganport.data import load_dataset
@@ -104,10 +104,7 @@ def main() -> None:
         classes = "/".join(str(row["classes_covered"]) for row in mine)
         ms = statistics.median(row["ms_per_iteration"] for row in mine)
         table.add_row(name, spread("classifier_score"), spread("frechet_distance"), classes, f"{ms:.1f}")
-    Console(width=160).print(table)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    report(table, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ speed-up measured in this run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
-from rich.console import Console
+from common import report
 from rich.table import Table
 
 from ganport.data import load_dataset
@@ -76,10 +75,7 @@ def main() -> None:
         median = statistics.median(timings)
         rows.append({"loop": name, "median_ms": median, "runs_ms": timings, "speedup": baseline / median})
         table.add_row(name, f"{median:.1f}", f"{min(timings):.1f}", f"{max(timings):.1f}", f"{baseline / median:.1f}x")
-    Console(width=160).print(table)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+    report(table, rows, args.json)
 
 
 if __name__ == "__main__":

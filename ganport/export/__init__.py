@@ -229,19 +229,25 @@ def export(
         model_inputs = inputs[item.role.name]
         reference = predict(item.reference, model_inputs)
         target = _target(item, fmt, out_path, single=len(sources) == 1, precision=options.precision)
-        exported.append(_EXPORTERS[fmt](item, target, model_inputs, reference, options, log))
+        exported.append(_EXPORTERS[fmt](_Job(item, target, model_inputs, reference, options, log)))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported
 
 
-def _export_onnx(
-    item: SourceModel,
-    target: Path,
-    inputs: np.ndarray,
-    reference: np.ndarray,
-    options: ExportOptions,
-    log: Callable[[str], None],
-) -> ExportedFile:
+@dataclass(frozen=True)
+class _Job:
+    """One model to write in one format: what every exporter needs."""
+
+    item: SourceModel
+    target: Path
+    inputs: np.ndarray
+    reference: np.ndarray
+    options: ExportOptions
+    log: Callable[[str], None]
+
+
+def _export_onnx(job: _Job) -> ExportedFile:
+    item, options = job.item, job.options
     specs = fold_batch_norm(item.specs) if options.fold_batch_norm else item.specs
     model = build_sequential(specs, item.input_shape, item.reference.name, keras)
     info = {**metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
@@ -250,13 +256,13 @@ def _export_onnx(
     atol = PRECISION_ATOL[options.precision]
     backend = f"onnxruntime {options.precision}"
     quality = None
-    with atomic_path(target) as temporary:
+    with atomic_path(job.target) as temporary:
         to_onnx.save(proto, temporary)
-        comparison = compare(item.stem, backend, reference, to_onnx.run(temporary, inputs), atol)
+        comparison = compare(item.stem, backend, job.reference, to_onnx.run(temporary, job.inputs), atol)
         require_all([comparison])
         if options.precision != "fp32":
-            quality = _quality_gate(fp32, temporary, item, options, log)
-    return ExportedFile(target, item.role.name, "onnx", comparison, quality=quality)
+            quality = _quality_gate(fp32, temporary, item, options, job.log)
+    return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)
 
 
 def _quality_gate(
@@ -289,14 +295,8 @@ def _quality_gate(
     return quality
 
 
-def _export_h5(
-    item: SourceModel,
-    target: Path,
-    inputs: np.ndarray,
-    reference: np.ndarray,
-    options: ExportOptions,
-    log: Callable[[str], None],
-) -> ExportedFile:
+def _export_h5(job: _Job) -> ExportedFile:
+    item, target, inputs, reference = job.item, job.target, job.inputs, job.reference
     rebuilt = item.build(to_h5.tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as temporary:
@@ -308,14 +308,8 @@ def _export_h5(
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)
 
 
-def _export_keras(
-    item: SourceModel,
-    target: Path,
-    inputs: np.ndarray,
-    reference: np.ndarray,
-    options: ExportOptions,
-    log: Callable[[str], None],
-) -> ExportedFile:
+def _export_keras(job: _Job) -> ExportedFile:
+    item, target, inputs, reference = job.item, job.target, job.inputs, job.reference
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
@@ -324,7 +318,7 @@ def _export_keras(
     return ExportedFile(target, item.role.name, "keras", comparison)
 
 
-_EXPORTERS: dict[str, Callable[..., ExportedFile]] = {
+_EXPORTERS: dict[str, Callable[[_Job], ExportedFile]] = {
     "onnx": _export_onnx,
     "h5": _export_h5,
     "keras": _export_keras,
