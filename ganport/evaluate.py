@@ -182,6 +182,11 @@ def evaluate(
     classifier = Classifier(classifier_path(log))
     reference, real = real_baseline(classifier)
     samples = generate(Path(model), n, seed)
+    if samples.shape[1:] != (28, 28, 1):
+        raise ModelError(
+            f"{model} makes images of shape {list(samples.shape[1:])}; the MNIST classifier scores "
+            "[28, 28, 1] images only."
+        )
     features, probabilities = classifier(samples)
     generated = summarize(Path(model).name, features, probabilities, reference)
     report = EvalReport(str(model), seed, str(classifier.path), classifier.test_accuracy, generated, real)
