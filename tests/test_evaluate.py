@@ -73,3 +73,14 @@ def test_eval_refuses_discriminators_and_missing_files(short_run, tmp_path):
         evaluate(short_run / "discriminator.keras", n=10, log=lambda line: None)
     with pytest.raises(ModelError, match="does not exist"):
         evaluate(tmp_path / "none.onnx", n=10, log=lambda line: None)
+
+
+def test_eval_refuses_images_the_mnist_classifier_cannot_score(tmp_path):
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(32 * 32, activation="tanh"), keras.layers.Reshape((32, 32, 1))]
+    )
+    model.save(tmp_path / "big.keras")
+    with pytest.raises(ModelError, match=r"shape \[32, 32, 1\].*\[28, 28, 1\] images only"):
+        evaluate(tmp_path / "big.keras", n=10, log=lambda line: None)
