@@ -83,7 +83,9 @@ def train(
     ] = 0.0,
     label_smoothing: Annotated[float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")] = 0.0,
     out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<timestamp>].")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved settings.")
+    ] = False,
 ) -> None:
     """Train the lecture's GAN on real MNIST: progress, sample grids, metrics, checkpoints, resume."""
     with reported_errors():
@@ -220,6 +222,8 @@ def evaluate(
     with reported_errors():
         from rich.table import Table
 
+        if model.suffix != ".onnx":
+            import_tensorflow_quietly()
         from ganport import evaluate as evaluation
 
         report, samples = evaluation.evaluate(model, n=n, seed=seed, log=lambda line: console.print(line, markup=False))
