@@ -254,7 +254,7 @@ def train(config: TrainConfig, out: str | Path | None = None, console: Console |
 def resume(out: str | Path, iterations: int | None = None, console: Console | None = None) -> TrainResult:
     """Continue a run from its last checkpoint, to its configured iterations or to `iterations`."""
     run = RunFolder(out)
-    if not run.is_run():
+    if not run.config.is_file():
         raise GanportError(f"--resume needs an existing run folder; {run.path} has no {CONFIG_FILE}.")
     config = run.read_config()
     if iterations is not None:
@@ -272,6 +272,11 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
         if manager.latest_checkpoint is None:
             raise GanportError(f"{run.checkpoints} holds no checkpoint to resume from; start a new run instead.")
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if trainer.iteration.numpy() >= config.iterations:
+            raise GanportError(
+                f"{run.path} is already at iteration {int(trainer.iteration.numpy())}; "
+                "pass a larger --iterations to train further."
+            )
         run.truncate_metrics(int(trainer.iteration.numpy()))
         console.print(
             f"resumed from {manager.latest_checkpoint} at iteration {int(trainer.iteration.numpy())}", markup=False

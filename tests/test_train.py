@@ -129,6 +129,8 @@ def test_bad_configs_are_refused():
         TrainConfig(iterations=0)
 
 
-def test_resume_without_a_run(tmp_path):
+def test_resume_without_a_run_or_beyond_its_end(tmp_path, short_run):
     with pytest.raises(GanportError, match="no config.json"):
         resume(tmp_path)
+    with pytest.raises(GanportError, match="already at iteration 40"):
+        resume(short_run)
