@@ -6,6 +6,7 @@ classifier score and class histogram, its penultimate layer the features for the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def scale(images: np.ndarray) -> np.ndarray:
     return ((images.astype(np.float32) - 127.5) / 127.5)[..., None]
 
 
-def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log=print) -> ClassifierResult:
+def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[str], None] = print) -> ClassifierResult:
     """Train deterministically on the 60k MNIST training images, check test accuracy, write ONNX to `out`."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

@@ -143,7 +143,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "dtype"): "numpy",
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> type:
         target_module = self._ALLOWED.get((module, name))
         if target_module is None:
             raise DataError(f"Refusing to unpickle {module}.{name}: MNIST pickles hold numpy arrays only.")

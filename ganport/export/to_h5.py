@@ -45,7 +45,7 @@ def save_model(model_keras2: Any, path: Path) -> Path:
     return path
 
 
-def load_model(path: Path):
+def load_model(path: Path) -> Any:
     try:
         return tf_keras().models.load_model(path, compile=False)
     except Exception as error:  # tf_keras raises many types for unreadable files
@@ -53,7 +53,7 @@ def load_model(path: Path):
 
 
 def save_test_vectors(
-    model_keras2, inputs: np.ndarray, predictions: np.ndarray, path: Path, input_name: str, output_name: str
+    model_keras2: Any, inputs: np.ndarray, predictions: np.ndarray, path: Path, input_name: str, output_name: str
 ) -> Path:
     """Write inputs, the Keras reference predictions and every layer's activations in DL4J's convention."""
     probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in model_keras2.layers])
