@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -143,7 +143,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "dtype"): "numpy",
     }
 
-    def find_class(self, module: str, name: str) -> type:
+    def find_class(self, module: str, name: str) -> Any:
         target_module = self._ALLOWED.get((module, name))
         if target_module is None:
             raise DataError(f"Refusing to unpickle {module}.{name}: MNIST pickles hold numpy arrays only.")
