@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a Keras generator (.h5 or .keras)")
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timing per row and batch")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--json", type=Path, default=Path("bench/inference.json"), help="where the JSON goes")
     args = parser.parse_args()
 
     keras_model = load_model_file(args.model)
