@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 
 from ganport.errors import GanportError
+from ganport.export.to_h5 import TEST_VECTORS_SUFFIX
 from ganport.parity import VERIFY_ATOL, Comparison, compare
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
 PARITY_MAIN = "ganport.dl4j.ParityCheck"
-TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
 
 
 class VerifyError(GanportError):

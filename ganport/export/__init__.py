@@ -42,7 +42,6 @@ FORMATS = {"onnx": ".onnx", "h5": ".h5", "keras": ".keras"}
 PRECISION_ATOL = {"fp32": EXPORT_ATOL, "fp16": 1e-2, "int8": 1.0}
 QUALITY_DROP = 0.1
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
 
 
 @dataclass(frozen=True)
@@ -298,7 +297,7 @@ def _quality_gate(
 def _export_h5(job: _Job) -> ExportedFile:
     item, target, inputs, reference = job.item, job.target, job.inputs, job.reference
     rebuilt = item.build(to_h5.tf_keras())
-    vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
+    vectors = target.with_name(target.stem + to_h5.TEST_VECTORS_SUFFIX)
     with atomic_path(target) as temporary:
         to_h5.save_model(rebuilt, temporary)
         reloaded = to_h5.load_model(temporary)

@@ -22,6 +22,7 @@ from ganport.files import atomic_path
 # DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
 # hold the input arrays, the predictions and, per layer, the activations.
 INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
+TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
 
 
 def tf_keras() -> ModuleType:
