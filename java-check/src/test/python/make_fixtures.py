@@ -18,8 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(out: Path) -> None:
-    if (out / "complete").is_file():
-        print(f"ganport fixtures already in {out}")
+    import ganport
+
+    sources = Path(ganport.__file__).parent.rglob("*.py")
+    marker = out / "complete"
+    if marker.is_file() and all(source.stat().st_mtime <= marker.stat().st_mtime for source in sources):
+        print(f"ganport fixtures in {out} are newer than ganport's sources; reusing them")
         return
     import h5py
     import keras
