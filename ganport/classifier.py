@@ -18,6 +18,7 @@ from keras import layers
 from ganport.data import load_dataset
 from ganport.export import to_onnx
 from ganport.files import atomic_path
+from ganport.images import from_uint8
 
 FEATURES_LAYER = "features"
 INPUT_NAME, PROBABILITIES, FEATURES = "image", "probabilities", "features"
@@ -49,11 +50,6 @@ def build_classifier() -> keras.Sequential:
     )
 
 
-def scale(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 28, 28] to float32 [N, 28, 28, 1] in [-1, 1], the generator's output range."""
-    return ((images.astype(np.float32) - 127.5) / 127.5)[..., None]
-
-
 def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[str], None] = print) -> ClassifierResult:
     """Train deterministically on the 60k MNIST training images, check test accuracy, write ONNX to `out`."""
     keras.utils.set_random_seed(seed)
@@ -62,8 +58,8 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[s
     x_test, y_test = mnist.require_test()
     model = build_classifier()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(scale(mnist.x_train), mnist.y_train, batch_size=128, epochs=epochs, shuffle=True, verbose=2)
-    _, accuracy = model.evaluate(scale(x_test), y_test, batch_size=1000, verbose=0)
+    model.fit(from_uint8(mnist.x_train), mnist.y_train, batch_size=128, epochs=epochs, shuffle=True, verbose=2)
+    _, accuracy = model.evaluate(from_uint8(x_test), y_test, batch_size=1000, verbose=0)
     log(f"classifier: test accuracy {accuracy:.4f} on {len(x_test)} MNIST test images")
 
     spec = tf.TensorSpec([None, 28, 28, 1], tf.float32, name=INPUT_NAME)
@@ -83,7 +79,7 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[s
             "producer": "ganport classifier",
         },
     )
-    probe = scale(x_test[:256])
+    probe = from_uint8(x_test[:256])
     with atomic_path(out) as temporary:
         to_onnx.save(proto, temporary)
         onnx_probabilities = to_onnx.run(temporary, probe, output=PROBABILITIES)

@@ -19,6 +19,7 @@ import numpy as np
 from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError
 from ganport.files import atomic_path, write_text_atomically
+from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
@@ -126,10 +127,6 @@ def summarize(
     )
 
 
-def _real_images(images: np.ndarray) -> np.ndarray:
-    return ((images.astype(np.float32) - 127.5) / 127.5)[..., None]
-
-
 def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray], SampleMetrics]:
     """MNIST test-set feature statistics and the real-data metrics, cached per classifier file content.
 
@@ -145,10 +142,10 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
         return stats, real
     mnist = load_dataset("mnist")
     x_test, _ = mnist.require_test()
-    test_features, test_probabilities = classifier(_real_images(x_test))
+    test_features, test_probabilities = classifier(from_uint8(x_test))
     stats = feature_statistics(test_features)
     train_sample = np.random.default_rng(0).choice(len(mnist.x_train), len(x_test), replace=False)
-    train_features, _ = classifier(_real_images(mnist.x_train[train_sample]))
+    train_features, _ = classifier(from_uint8(mnist.x_train[train_sample]))
     real = summarize("real MNIST", test_features, test_probabilities, stats)
     real = SampleMetrics(
         **{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features), stats)}

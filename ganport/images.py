@@ -11,6 +11,11 @@ from PIL import Image
 from ganport.files import atomic_path
 
 
+def from_uint8(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels [N, H, W] to float32 [N, H, W, 1] in [-1, 1], the generator's range (the lecture's scaling)."""
+    return ((np.asarray(images).astype(np.float32) - 127.5) / 127.5)[..., None]
+
+
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Map generator output in [-1, 1] to uint8 pixels, keeping the shape."""
     return np.clip(np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

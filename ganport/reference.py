@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ganport.images import from_uint8
 from ganport.models import build_discriminator, build_generator
 
 
@@ -28,7 +29,7 @@ class SeedStyleGan:
     ) -> None:
         keras.utils.set_random_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.images = (train_images.astype(np.float32)[..., None] - 127.5) / 127.5
+        self.images = from_uint8(train_images)
         self.latent_dim, self.batch_size = latent_dim, batch_size
         self.generator = build_generator(latent_dim)
         self.discriminator = build_discriminator()

@@ -128,10 +128,11 @@ class Generator:
         The noise stream depends only on `seed`, so the same seed gives the same images whatever the batch size.
         The output array is allocated once; uint8 images go through one reused float32 batch buffer.
         """
-        images = np.empty((max(n, 0), *self.image_shape), dtype=np.uint8 if uint8 else np.float32)
-        scratch = np.empty((min(max(n, 1), max(batch_size, 1)), *self.image_shape), np.float32) if uint8 else None
+        batches = noise_batches(n, self.latent_dim, seed, batch_size)
+        images = np.empty((n, *self.image_shape), dtype=np.uint8 if uint8 else np.float32)
+        scratch = np.empty((min(n, batch_size), *self.image_shape), np.float32) if uint8 else None
         start = 0
-        for noise in noise_batches(n, self.latent_dim, seed, batch_size):
+        for noise in batches:
             stop = start + len(noise)
             if scratch is None:
                 self.generate(noise, images[start:stop])
@@ -142,12 +143,17 @@ class Generator:
 
 
 def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
-    """Standard-normal latent vectors [<= batch_size, latent_dim], n in all, one stream per seed."""
+    """Standard-normal latent vectors [<= batch_size, latent_dim], n in all, one stream per seed.
+
+    Arguments are checked here, when called, not when the first batch is drawn.
+    """
     if n <= 0 or batch_size <= 0:
         raise ModelError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
     rng = np.random.default_rng(seed)
-    for start in range(0, n, batch_size):
-        yield rng.standard_normal((min(batch_size, n - start), latent_dim), dtype=np.float32)
+    return (
+        rng.standard_normal((min(batch_size, n - start), latent_dim), dtype=np.float32)
+        for start in range(0, n, batch_size)
+    )
 
 
 def nvidia_gpu_present() -> bool:
