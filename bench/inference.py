@@ -10,6 +10,7 @@ graphs, the classifier-score change against fp32 (10000 samples). A table on std
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -26,7 +27,8 @@ from common import report
 from rich.table import Table
 
 from ganport.evaluate import score_generator
-from ganport.export import ExportOptions, export, load_model_file
+from ganport.export import ExportOptions, export
+from ganport.loading import load_model_file
 from ganport.runtime import Generator
 
 BATCHES = (1, 64, 1024, 8192)
@@ -80,11 +82,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         graphs = {}
+        score = functools.partial(score_generator, log=lambda line: None)
         variants = {
             "plain tf2onnx": ExportOptions(fold_batch_norm=False),
             "folded fp32": ExportOptions(),
-            "folded fp16": ExportOptions(precision="fp16"),
-            "folded int8": ExportOptions(precision="int8"),
+            "folded fp16": ExportOptions(precision="fp16", score=score),
+            "folded int8": ExportOptions(precision="int8", score=score),
         }
         quality = {}
         for name, options in variants.items():

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from ganport.data import load_dataset
 from ganport.reference import SeedStyleGan
-from ganport.train import MAX_CHUNK, GanTrainer, TrainConfig
+from ganport.run import TrainConfig
+from ganport.train import MAX_CHUNK, GanTrainer
 
 
 def time_runs(step: Callable[[], object], iterations: int, runs: int, warmup: int) -> list[float]:

@@ -5,18 +5,28 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ganport.errors import GanportError
+from ganport.contract import MAX_SEED
+from ganport.data import DATASETS
+from ganport.errors import GanportError, UsageError
+from ganport.evaluate import DEFAULT_SAMPLES, MIN_SAMPLES
+from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
+from ganport.files import describe_os_error
+from ganport.parity import VERIFY_ATOL
+from ganport.run import TrainConfig
+from ganport.runtime import DEFAULT_BATCH, DEVICES
 
 app = typer.Typer(
     help="Train the classic Keras MNIST GAN fast, export it to ONNX and DL4J-ready HDF5, and sample it.",
@@ -55,52 +65,122 @@ def import_tensorflow_quietly() -> None:
                     sys.stderr.write(line)
 
 
+# Usage mistakes exit 2, like a misspelt flag; failures exit 1.
+USAGE_EXIT = 2
+FAILURE_EXIT = 1
+# A PNG grid beyond this many images is unreadable (and large): ask for .npy instead.
+MAX_GRID_IMAGES = 10000
+DEFAULTS = TrainConfig()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds like Ctrl-C, so every temporary is deleted on the way out."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+def _stop(number: int, frame: object) -> None:
+    raise _Stopped(number)
+
+
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn ganport's errors into one red line and exit code 1, never a traceback."""
+    """Turn ganport's errors, OS errors, memory exhaustion and stop signals into one red line and an exit code.
+
+    Training installs its own handler for SIGINT and SIGTERM (stop at the next chunk, save a checkpoint).
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS} if in_main_thread else {}
     try:
         yield
+    except _Stopped as stopped:
+        _fail(
+            f"stopped by {signal.Signals(stopped.number).name}; no file was left half-written.",
+            128 + stopped.number,
+            stopped,
+        )
     except GanportError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from None
+        _fail(str(error), USAGE_EXIT if isinstance(error, UsageError) else FAILURE_EXIT, error)
+    except OSError as error:  # a write or read no ganport check foresaw: still one line that names the path
+        _fail(describe_os_error(error), FAILURE_EXIT, error)
+    except MemoryError as error:
+        _fail("ran out of memory; ask for less at once (a smaller -n, --batch-size or model).", FAILURE_EXIT, error)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _fail(message: str, code: int, error: BaseException) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code) from error
+
+
+def _choice(names: Any) -> Any:
+    """A Literal of the registry's names: typer lists them in --help and refuses others with exit 2."""
+    return Literal[tuple(names)]
+
+
+def _suffix(path: Path, allowed: tuple[str, ...], option: str) -> Path:
+    if path.suffix.lower() not in allowed:
+        raise UsageError(f"{option} must end in {' or '.join(allowed)}. Received: {path}")
+    return path
+
+
+SeedOption = Annotated[
+    int, typer.Option(min=0, max=MAX_SEED, help="Seed for noise (and for weights and batches when training).")
+]
 
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
+    dataset: Annotated[_choice(DATASETS), typer.Option(help="Dataset to train on.")] = DEFAULTS.dataset,
     data: Annotated[Path | None, typer.Option(help="IDX folder or Keras-layout .npz instead of --dataset.")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Iterations to train to [default: 30000].")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size (half real, half fake for D).")] = 32,
-    save_interval: Annotated[int, typer.Option(help="Write a 5x5 sample grid every N iterations.")] = 200,
-    checkpoint_interval: Annotated[int, typer.Option(help="Checkpoint every N iterations.")] = 1000,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 2e-4,
-    beta1: Annotated[float, typer.Option(help="Adam beta_1.")] = 0.5,
-    latent_dim: Annotated[int, typer.Option(help="Size of the generator's noise input.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed for weights, batches and noise: same seed, same run.")] = 0,
-    xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = True,
+    iterations: Annotated[
+        int | None,
+        typer.Option(min=1, help=f"Iterations to train to [default: {DEFAULTS.iterations}; --resume: the run's]."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=2, help="Batch size (half real, half fake for D).")
+    ] = DEFAULTS.batch_size,
+    save_interval: Annotated[
+        int, typer.Option(min=1, help="Write a 5x5 sample grid every N iterations.")
+    ] = DEFAULTS.save_interval,
+    checkpoint_interval: Annotated[
+        int, typer.Option(min=1, help="Checkpoint every N iterations.")
+    ] = DEFAULTS.checkpoint_interval,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = DEFAULTS.learning_rate,
+    beta1: Annotated[float, typer.Option(help="Adam beta_1.")] = DEFAULTS.beta_1,
+    latent_dim: Annotated[int, typer.Option(min=1, help="Size of the generator's noise input.")] = DEFAULTS.latent_dim,
+    seed: SeedOption = DEFAULTS.seed,
+    xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = DEFAULTS.jit_compile,
     ema: Annotated[
         float, typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); 0: off.")
-    ] = 0.0,
-    label_smoothing: Annotated[float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")] = 0.0,
+    ] = DEFAULTS.ema_decay,
+    label_smoothing: Annotated[
+        float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")
+    ] = DEFAULTS.label_smoothing,
     out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<timestamp>].")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its last checkpoint, with its saved settings.")
+        bool,
+        typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings."),
     ] = False,
 ) -> None:
-    """Train the lecture's GAN on real MNIST: progress, sample grids, metrics, checkpoints, resume."""
-    with reported_errors():
-        import_tensorflow_quietly()
-        from ganport import train as training
+    """Train the lecture's GAN on real MNIST: progress, sample grids, metrics, checkpoints, resume.
 
-        if resume:
-            if out is None:
-                raise GanportError("--resume needs --out RUN_FOLDER, the run to continue.")
-            result = training.resume(out, iterations, console=console)
-        else:
-            config = training.TrainConfig(
+    SIGINT (Ctrl-C) and SIGTERM save a checkpoint and exit 130 / 143; --resume continues exactly.
+    """
+    with reported_errors():
+        if resume and out is None:
+            raise UsageError("--resume needs --out RUN_FOLDER, the run to continue.")
+        config = None
+        if not resume:
+            config = TrainConfig(
                 dataset=dataset,
                 data_path=None if data is None else str(data),
-                iterations=iterations or 30000,
+                iterations=iterations or DEFAULTS.iterations,
                 batch_size=batch_size,
                 save_interval=save_interval,
                 checkpoint_interval=checkpoint_interval,
@@ -112,29 +192,52 @@ def train(
                 ema_decay=ema,
                 label_smoothing=label_smoothing,
             )
-            result = training.train(config, out, console=console)
+        import_tensorflow_quietly()
+        from ganport import train as training
+
+        result = (
+            training.resume(out, iterations, console=console)
+            if config is None
+            else training.train(config, out, console=console)
+        )
         console.print(f"run folder: {result.run_dir} (iteration {result.iteration}, {result.seconds:.0f} s)")
-        if result.interrupted:
-            raise typer.Exit(130)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
 @app.command()
 def export(
     source: Annotated[Path, typer.Argument(help="A run folder, or a .keras/.h5 model file.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="onnx, h5 (DL4J-ready) or keras.")] = "onnx",
+    format: Annotated[
+        _choice(FORMATS),
+        typer.Option(
+            "--format",
+            "-f",
+            help="; ".join(f"{item.name}: {item.summary}" for item in FORMATS.values()) + ".",
+        ),
+    ] = DEFAULT_FORMAT,
     out: Annotated[Path | None, typer.Option(help="Output folder, or file when one model is exported.")] = None,
-    precision: Annotated[str, typer.Option(help="ONNX only: fp32, fp16 (GPUs) or int8 (quality-gated).")] = "fp32",
+    precision: Annotated[
+        _choice(PRECISIONS),
+        typer.Option(
+            help="ONNX only: " + "; ".join(f"{item.name}: {item.summary}" for item in PRECISIONS.values()) + ".",
+        ),
+    ] = FULL_PRECISION,
     fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
     force: Annotated[bool, typer.Option(help="Write an fp16/int8 variant even if it fails the quality gate.")] = False,
 ) -> None:
     """Export, then validate each written file against the Keras model (fp32: max abs diff <= 1e-4)."""
     with reported_errors():
         import_tensorflow_quietly()
+        import functools
+
+        from ganport.evaluate import score_generator
         from ganport.export import ExportOptions
         from ganport.export import export as export_models
 
-        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force)
-        log = lambda line: console.print(line, markup=False)  # noqa: E731
+        log = functools.partial(console.print, markup=False)
+        score = functools.partial(score_generator, log=log)
+        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force, score=score)
         for exported in export_models(source, format, out, log=log, options=options):
             print(exported.path)
             if exported.test_vectors is not None:
@@ -146,41 +249,57 @@ def sample(
     model: Annotated[
         Path | None, typer.Argument(help="A generator .onnx file [default: the shipped models/mnist-gan one].")
     ] = None,
-    n: Annotated[int, typer.Option("-n", help="Number of images.")] = 25,
-    seed: Annotated[int, typer.Option(help="Noise seed: same seed, same images.")] = 0,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of images.")] = 25,
+    seed: SeedOption = 0,
     out: Annotated[Path, typer.Option(help="grid.png for a picture, or .npy for the raw images.")] = Path("grid.png"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda never falls back silently).")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Largest batch sent to onnxruntime.")] = 4096,
+    device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
+    batch_size: Annotated[int, typer.Option(min=1, help="Largest batch sent to onnxruntime.")] = DEFAULT_BATCH,
 ) -> None:
-    """Generate images with onnxruntime (no TensorFlow on this path)."""
+    """Generate images with onnxruntime (no TensorFlow on this path); .npy streams any -n in bounded memory."""
     with reported_errors():
-        from ganport.files import atomic_path
-        from ganport.images import save_grid, to_uint8
+        from ganport.files import ensure_writable
         from ganport.runtime import DEFAULT_GENERATOR, Generator
 
-        if out.suffix not in (".png", ".npy"):
-            raise GanportError(f"--out must end in .png or .npy. Received: {out}")
+        _suffix(out, (".png", ".npy"), "--out")
+        if out.suffix == ".png" and n > MAX_GRID_IMAGES:
+            raise UsageError(f"a PNG grid holds at most {MAX_GRID_IMAGES} images; use --out NAME.npy for -n {n}.")
+        ensure_writable(out, "--out")
         generator = Generator(model or DEFAULT_GENERATOR, device=device)
         console.print(f"model: {generator.path}", markup=False)
         console.print(f"provider: {generator.provider}")
         started = time.perf_counter()
-        images = generator.sample(n, seed=seed, batch_size=batch_size)
-        seconds = time.perf_counter() - started
         if out.suffix == ".png":
-            save_grid(to_uint8(images), out)
-        else:
-            import numpy as np
+            from ganport.images import save_grid
 
-            with atomic_path(out) as temporary:
-                np.save(temporary, images)
+            save_grid(generator.sample(n, seed=seed, batch_size=batch_size, uint8=True), out)
+        else:
+            _stream_npy(generator, n, seed, batch_size, out)
+        seconds = time.perf_counter() - started
         console.print(f"{n} images in {seconds * 1000:.1f} ms ({n / seconds:,.0f}/s) -> {out}")
+
+
+def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path) -> None:
+    """Batches go straight to the file, with a progress bar when there are several: memory is one batch."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from ganport.files import npy_stream
+
+    with (
+        npy_stream(out, (n, *generator.image_shape), np.float32) as append,
+        Progress(console=console, transient=True, disable=n <= batch_size) as progress,
+    ):
+        task = progress.add_task("sample", total=n)
+        for batch in generator.batches(n, seed, batch_size):
+            append(batch)
+            progress.advance(task, len(batch))
 
 
 @app.command()
 def verify(
     source: Annotated[Path, typer.Argument(help="A run folder (exported first if needed) or a folder of exports.")],
     dl4j: Annotated[bool, typer.Option(help="Also import the HDF5 files with real DL4J (needs Maven, JDK 17).")] = True,
-    atol: Annotated[float, typer.Option(help="Largest allowed absolute difference.")] = 1e-5,
+    atol: Annotated[float, typer.Option(min=0.0, help="Largest allowed absolute difference.")] = VERIFY_ATOL,
 ) -> None:
     """Check Keras vs onnxruntime vs tf_keras vs DL4J on the same fixed inputs; exit 1 on any failure."""
     with reported_errors():
@@ -203,18 +322,19 @@ def verify(
                 escape(item.note),
             )
         Console().print(table)
-        if not all(item.passed for item in comparisons):
+        failed = [item for item in comparisons if not item.passed]
+        if failed:
             raise GanportError(
-                f"{sum(not c.passed for c in comparisons)} backend(s) disagree with Keras beyond "
-                f"{atol:g}; see the table above."
+                f"{len(failed)} backend(s) disagree with Keras beyond {atol:g}: "
+                + "; ".join(item.line() for item in failed)
             )
 
 
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A generator: .onnx (onnxruntime) or .keras/.h5 (TensorFlow).")],
-    n: Annotated[int, typer.Option("--n", "-n", help="Samples to score.")] = 10000,
-    seed: Annotated[int, typer.Option(help="Noise seed.")] = 0,
+    n: Annotated[int, typer.Option("--n", "-n", min=MIN_SAMPLES, help="Samples to score.")] = DEFAULT_SAMPLES,
+    seed: SeedOption = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
     png: Annotated[Path | None, typer.Option(help="Sample grid + class histogram [default: MODEL_eval.png].")] = None,
 ) -> None:
@@ -222,6 +342,12 @@ def evaluate(
     with reported_errors():
         from rich.table import Table
 
+        from ganport.files import ensure_writable
+
+        png = _suffix(png or model.with_name(f"{model.stem}_eval.png"), (".png",), "--png")
+        ensure_writable(png, "--png")  # now, not after minutes of scoring
+        if json_path is not None:
+            ensure_writable(json_path, "--json")
         if model.suffix != ".onnx":
             import_tensorflow_quietly()
         from ganport import evaluate as evaluation
@@ -242,7 +368,6 @@ def evaluate(
         Console().print(table)
         histogram = report.generated.class_histogram
         console.print("class histogram: " + " ".join(f"{digit}:{count}" for digit, count in enumerate(histogram)))
-        png = png or model.with_name(f"{model.stem}_eval.png")
         console.print(f"picture: {evaluation.save_report_png(report, samples, png)}", markup=False)
         if json_path is not None:
             console.print(f"json: {evaluation.write_json(report, json_path)}", markup=False)

@@ -2,7 +2,15 @@
 
 
 class GanportError(Exception):
-    """Base class for every error ganport reports to a user without a traceback."""
+    """Base class for every error ganport reports to a user without a traceback (exit 1)."""
+
+
+class UsageError(GanportError):
+    """An option or argument the user gave cannot work (exit 2, like a misspelt flag)."""
+
+
+class OutputError(GanportError):
+    """A file or folder could not be written (full disk, read-only file system, permissions)."""
 
 
 class DataError(GanportError):
@@ -23,6 +31,10 @@ class ParityError(GanportError):
 
 class TrainingDivergedError(GanportError):
     """A loss became NaN or Inf during training."""
+
+
+class RunFolderError(GanportError):
+    """A run folder cannot be started, resumed or read as asked."""
 
 
 class RuntimeUnavailableError(GanportError):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ganport.contract import GENERATOR, require_images, require_seed
 from ganport.data import cache_dir, load_dataset
-from ganport.errors import ModelError
+from ganport.errors import ModelError, UsageError
 from ganport.files import atomic_path, write_text_atomically
 from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
@@ -25,6 +26,8 @@ from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 CLASSIFIER_FILE = "mnist-classifier.onnx"
 COVERAGE_SHARE = 0.01
 BATCH = 2000
+DEFAULT_SAMPLES = 10000
+MIN_SAMPLES = 2
 
 
 @dataclass(frozen=True)
@@ -161,21 +164,22 @@ def generate(model: Path, n: int, seed: int) -> np.ndarray:
         raise ModelError(f"{model} does not exist; pass a generator .onnx, .keras or .h5 file.")
     if model.suffix == ".onnx":
         return Generator(model, device="auto").sample(n, seed=seed)
-    from ganport.export import load_model_file, predict, role_of
+    from ganport.loading import load_as, predict
 
-    keras_model = load_model_file(model)
-    if role_of(keras_model).name != "generator":
-        raise ModelError(f"{model} is a discriminator; `ganport eval` needs a generator.")
+    keras_model = load_as(model, GENERATOR)
     latent = int(keras_model.inputs[0].shape[-1])
-    return np.concatenate([predict(keras_model, noise) for noise in noise_batches(n, latent, seed, BATCH)])
+    images = np.concatenate([predict(keras_model, noise) for noise in noise_batches(n, latent, seed, BATCH)])
+    require_images(str(model), images)
+    return images
 
 
 def evaluate(
-    model: str | Path, n: int = 10000, seed: int = 0, log: Callable[[str], None] = print
+    model: str | Path, n: int = DEFAULT_SAMPLES, seed: int = 0, log: Callable[[str], None] = print
 ) -> tuple[EvalReport, np.ndarray]:
     """Metrics of `n` samples of `model` and of real MNIST; returns the report and the samples."""
-    if n < 2:
-        raise ModelError(f"--n must be at least 2 for the statistics. Received: {n}")
+    if n < MIN_SAMPLES:
+        raise UsageError(f"--n must be at least {MIN_SAMPLES} for the statistics. Received: {n}")
+    require_seed(seed)
     classifier = Classifier(classifier_path(log))
     reference, real = real_baseline(classifier)
     samples = generate(Path(model), n, seed)
@@ -190,7 +194,9 @@ def evaluate(
     return report, samples
 
 
-def score_generator(model: Path, n: int = 10000, seed: int = 0, log: Callable[[str], None] = print) -> SampleMetrics:
+def score_generator(
+    model: Path, n: int = DEFAULT_SAMPLES, seed: int = 0, log: Callable[[str], None] = print
+) -> SampleMetrics:
     """The generated-sample metrics alone, as the export's quality gate needs them."""
     return evaluate(model, n, seed, log)[0].generated
 

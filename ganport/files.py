@@ -1,30 +1,219 @@
-"""Atomic file output: every file ganport writes appears whole or not at all."""
+"""File output that is complete or absent: every file ganport writes appears whole, validated, or not at all.
+
+Every OS error on the way (full disk, read-only file system, permissions) becomes one OutputError that names the
+path the user asked for, never the hidden temporary.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
+import re
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
+
+from ganport.errors import OutputError
+
+_TEMPORARY_MARK = ".tmp"
+_WRITER_PID = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp")
+_ADVICE = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+    errno.EACCES: "check its permissions or write somewhere else",
+    errno.EPERM: "check its permissions or write somewhere else",
+    errno.ENOTDIR: "a parent of it is a file, not a folder: choose another path",
+    errno.EISDIR: "it is a folder: name a file",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def describe_os_error(error: OSError, path: str | Path | None = None, option: str | None = None) -> str:
+    """One line: which path, what the system said, and what to do (with which option). Temporaries are named by
+    their target."""
+    named = path if path is not None else error.filename
+    reason = error.strerror or str(error) or type(error).__name__
+    advice = _ADVICE.get(error.errno, "write somewhere else")
+    return f"cannot write {named}: {reason}; {advice}{f' (pass another {option})' if option else ''}."
+
+
+@contextlib.contextmanager
+def output_errors(path: str | Path, option: str | None = None) -> Iterator[None]:
+    """Turn any OSError raised while writing `path` into an OutputError naming `path`."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(describe_os_error(error, path, option)) from error
+
+
+def _temporary_for(path: Path) -> Path:
+    # The pid lets a later writer tell a dead process's leftover from a live writer's file.
+    return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{_TEMPORARY_MARK}{path.suffix}")
+
+
+def _writer_alive(temporary: Path) -> bool:
+    found = _WRITER_PID.search(temporary.name)
+    if found is None:  # an older ganport's temporary, without a pid: nobody is writing it any more
+        return False
+    pid = int(found.group(1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries of `path` left by processes that died (kill -9, power loss) before renaming them."""
+    removed = []
+    for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMPORARY_MARK}{glob.escape(path.suffix)}"):
+        if not _writer_alive(leftover):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
+
+
+def remove_stale_temporaries_in(folder: Path) -> list[Path]:
+    """Delete every dead writer's temporary anywhere under `folder` (a run folder at start-up)."""
+    removed = []
+    for leftover in folder.rglob(f".*{_TEMPORARY_MARK}*"):
+        if leftover.is_file() and not _writer_alive(leftover):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    The temporary keeps `path`'s suffix, because writers such as Keras and h5py choose the format by it.
+    The block writes and validates the temporary; its bytes reach the disk (fsync) before the rename, so a crash
+    leaves the old file or the new one, never a torn one. The temporary keeps `path`'s suffix, because writers such
+    as Keras and h5py choose the format by it. Any failure deletes the temporary; a clean-up that fails too (a
+    read-only file system) never hides the first error.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        temporary = _temporary_for(path)
+        try:
+            yield temporary
+            _fsync(temporary)
+            os.replace(temporary, path)
+            with contextlib.suppress(OSError):  # some file systems cannot fsync a folder; the rename happened
+                _fsync(path.parent, directory=True)
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 def write_text_atomically(path: str | Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+        if temporary.stat().st_size != len(data):
+            raise OutputError(f"cannot write {path}: only part of it reached the disk; write somewhere else.")
+    return Path(path)
+
+
+def ensure_writable(path: str | Path, option: str) -> Path:
+    """Fail now, before minutes of work, if `path` cannot be created: makes its folder and probes it with a file."""
+    path = Path(path)
+    with output_errors(path, option):
+        if path.is_dir():
+            raise OutputError(f"cannot write {path}: it is a folder; pass a file name to {option}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = _temporary_for(path)
+        try:
+            probe.write_bytes(b"")
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+    return path
+
+
+def ensure_writable_folder(folder: str | Path, option: str) -> Path:
+    """Like ensure_writable, for a folder that will receive several files."""
+    folder = Path(folder)
+    with output_errors(folder, option):
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"cannot write into {folder}: it is a file; pass a folder to {option}.")
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = _temporary_for(folder / "probe")
+        try:
+            probe.write_bytes(b"")
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+    return folder
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def require_free_space(path: str | Path, needed: int) -> None:
+    """Refuse up front when the file system holding `path` cannot take `needed` more bytes."""
+    path = Path(path)
+    folder = next((parent for parent in (path, *path.parents) if parent.is_dir()), Path.cwd())
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise OutputError(
+            f"cannot write {path}: it needs {_size(needed)} but {folder} has {_size(free)} free; "
+            "free some space, write somewhere else, or ask for fewer images."
+        )
+
+
+@contextlib.contextmanager
+def npy_stream(path: str | Path, shape: tuple[int, ...], dtype: np.dtype) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write a .npy file of `shape` batch by batch, so memory is bounded by a batch, not by the whole array.
+
+    numpy has no appending writer: its format module writes the header and the rows follow as raw C-order bytes.
+    Yields `append(batch)`; the file is renamed into place only when exactly `shape` was written.
+    """
+    dtype = np.dtype(dtype)
+    needed = int(np.prod(shape)) * dtype.itemsize
+    require_free_space(path, needed)
+    written = 0
+    with atomic_path(path) as temporary, temporary.open("wb") as stream:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+        np.lib.format.write_array_header_1_0(stream, header)
+
+        def append(batch: np.ndarray) -> None:
+            nonlocal written
+            data = np.ascontiguousarray(batch, dtype=dtype)
+            stream.write(data.tobytes())
+            written += data.nbytes
+
+        yield append
+        if written != needed:
+            raise OutputError(f"cannot write {path}: {written} of {needed} bytes were produced.")
+        stream.flush()

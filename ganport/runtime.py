@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ganport.errors import ModelError, RuntimeUnavailableError
+from ganport.contract import GENERATOR, require_generator_signature, require_images, require_seed
+from ganport.errors import ModelError, RuntimeUnavailableError, UsageError
 from ganport.images import to_uint8
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEFAULT_BATCH = 4096
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # Reference models committed to the repository's models/ (GANPORT_MODELS overrides, e.g. for an installed copy).
 SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
@@ -45,6 +47,11 @@ class Generator:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path} does not exist; export one with `ganport export RUN --format onnx`.")
+        if self.path.suffix in KERAS_SUFFIXES:
+            raise ModelError(
+                f"{self.path} is a Keras model; sampling runs ONNX generators (no TensorFlow). "
+                f"Convert it first: `ganport export {self.path} --format onnx`."
+            )
         ort = _onnxruntime()
         options = ort.SessionOptions()
         # One thread per core: onnxruntime's default also spins extra threads that only contend on small machines.
@@ -63,18 +70,22 @@ class Generator:
                 f"--device cuda was asked for, but onnxruntime runs on {self.provider} (CUDA could not start); "
                 "install the CUDA libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') or use --device cpu."
             )
-        model_input = self.session.get_inputs()[0]
-        shape = model_input.shape
-        if len(shape) != 2 or not isinstance(shape[1], int) or model_input.type != "tensor(float)":
-            raise ModelError(f"{self.path} takes {model_input.type} {shape}; a generator takes float [batch, latent].")
-        model_output = self.session.get_outputs()[0]
-        if not all(isinstance(side, int) for side in model_output.shape[1:]):
-            raise ModelError(f"{self.path} gives {model_output.shape}; a generator gives [batch, fixed image shape].")
-        self.input_name = model_input.name
-        self.output_name = model_output.name
-        self.latent_dim = int(shape[1])
-        self.image_shape = tuple(model_output.shape[1:])
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        require_generator_signature(
+            str(self.path),
+            [(item.name, item.type, item.shape) for item in inputs],
+            [(item.name, item.type, item.shape) for item in outputs],
+        )
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        role = self.metadata.get("role") or GENERATOR.name
+        if role != GENERATOR.name:
+            raise ModelError(f"{self.path} is a {role} (its metadata says so); sampling needs a generator.")
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        self.latent_dim = int(inputs[0].shape[1])
+        self.image_shape = tuple(outputs[0].shape[1:])
+        # A tiny probe proves the contract on real output, before any caller relies on it.
+        require_images(str(self.path), self.generate(next(noise_batches(2, self.latent_dim, 0, 2))))
 
     @staticmethod
     def _providers(device: str) -> list[str]:
@@ -126,20 +137,23 @@ class Generator:
         """`n` images from seeded standard-normal noise, generated in batches of at most `batch_size`.
 
         The noise stream depends only on `seed`, so the same seed gives the same images whatever the batch size.
-        The output array is allocated once; uint8 images go through one reused float32 batch buffer.
         """
-        batches = noise_batches(n, self.latent_dim, seed, batch_size)
+        stream = self.batches(n, seed, batch_size)
         images = np.empty((n, *self.image_shape), dtype=np.uint8 if uint8 else np.float32)
-        scratch = np.empty((min(n, batch_size), *self.image_shape), np.float32) if uint8 else None
         start = 0
-        for noise in batches:
-            stop = start + len(noise)
-            if scratch is None:
-                self.generate(noise, images[start:stop])
-            else:
-                images[start:stop] = to_uint8(self.generate(noise, scratch[: len(noise)]))
-            start = stop
+        for batch in stream:
+            images[start : start + len(batch)] = to_uint8(batch) if uint8 else batch
+            start += len(batch)
         return images
+
+    def batches(self, n: int, seed: int = 0, batch_size: int = DEFAULT_BATCH) -> Iterator[np.ndarray]:
+        """The images of `sample(n, seed)` one float32 batch at a time: any `n` in memory bounded by a batch.
+
+        Each batch is a view of one reused buffer; consume it before asking for the next.
+        """
+        noise_stream = noise_batches(n, self.latent_dim, seed, batch_size)  # checks the arguments now
+        buffer = np.empty((min(n, batch_size), *self.image_shape), np.float32)
+        return (self.generate(noise, buffer[: len(noise)]) for noise in noise_stream)
 
 
 def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -148,7 +162,8 @@ def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterat
     Arguments are checked here, when called, not when the first batch is drawn.
     """
     if n <= 0 or batch_size <= 0:
-        raise ModelError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
+        raise UsageError(f"n and batch size must be positive. Received: n={n}, batch_size={batch_size}")
+    require_seed(seed)
     rng = np.random.default_rng(seed)
     return (
         rng.standard_normal((min(batch_size, n - start), latent_dim), dtype=np.float32)

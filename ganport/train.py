@@ -7,9 +7,14 @@ batch through the frozen discriminator (label 1). Each network has its own Adam.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,71 +24,22 @@ import numpy as np
 import tensorflow as tf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from tensorflow.core.util import event_pb2
 
 from ganport import images
 from ganport.data import load_dataset
-from ganport.errors import GanportError, TrainingDivergedError
-from ganport.files import atomic_path, write_text_atomically
+from ganport.errors import OutputError, RunFolderError, TrainingDivergedError, UsageError
+from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
 from ganport.models import build_discriminator, build_generator
+from ganport.run import LOCK_FILE, RunFolder, TrainConfig
 
-CONFIG_FILE = "config.json"
-STATE_FILE = "state.json"
-METRICS_FILE = "metrics.jsonl"
-GENERATOR_FILE = "generator.keras"
-DISCRIMINATOR_FILE = "discriminator.keras"
 GRID_NOISE = 25
-# Iterations per compiled call: long enough to amortise the call, short enough for a lively progress bar.
+# Iterations per compiled call: long enough to amortise the call, short enough for a lively progress bar and a
+# prompt stop on SIGINT/SIGTERM (the loop checks for them between calls).
 MAX_CHUNK = 25
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run's result; saved as the run's config.json."""
-
-    dataset: str = "mnist"
-    data_path: str | None = None
-    iterations: int = 30000
-    batch_size: int = 32
-    save_interval: int = 200
-    checkpoint_interval: int = 1000
-    log_interval: int = 50
-    keep_checkpoints: int = 3
-    learning_rate: float = 2e-4
-    beta_1: float = 0.5
-    latent_dim: int = 100
-    seed: int = 0
-    jit_compile: bool = True
-    # Beyond the lecture, both off by default: an exponential moving average of the generator's weights (the
-    # generator a run ships), and one-sided label smoothing (real label 1 - smoothing; Salimans et al. 2016).
-    ema_decay: float = 0.0
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        positive = (
-            "iterations",
-            "batch_size",
-            "save_interval",
-            "checkpoint_interval",
-            "log_interval",
-            "keep_checkpoints",
-            "latent_dim",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise GanportError(f"{name.replace('_', '-')} must be positive. Received: {getattr(self, name)}")
-        if self.batch_size % 2:
-            raise GanportError(
-                f"batch-size must be even (the discriminator sees half real, half fake). Received: {self.batch_size}"
-            )
-        if not 0 <= self.ema_decay < 1 or not 0 <= self.label_smoothing < 0.5:
-            raise GanportError(
-                f"ema must be in [0, 1) and label-smoothing in [0, 0.5). "
-                f"Received: ema={self.ema_decay}, label_smoothing={self.label_smoothing}"
-            )
-        if not 0 < self.learning_rate < 1 or not 0 <= self.beta_1 < 1:
-            raise GanportError(
-                f"Adam needs 0 < lr < 1 and 0 <= beta1 < 1. Received: lr={self.learning_rate}, beta1={self.beta_1}"
-            )
+# Without a terminal (logs, CI, Slurm) a line at least this often says the run is alive.
+HEARTBEAT_SECONDS = 10.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -92,7 +48,12 @@ class TrainResult:
     iteration: int
     seconds: float
     last_metrics: dict[str, float]
-    interrupted: bool = False
+    stopped_by: int | None = None  # the signal (SIGINT, SIGTERM) that stopped the run early, if any
+
+    @property
+    def exit_code(self) -> int:
+        """0 for a finished run; 128 + the signal number for one stopped early, as shells report it."""
+        return 0 if self.stopped_by is None else 128 + self.stopped_by
 
 
 class GanTrainer(tf.Module):
@@ -188,50 +149,6 @@ class GanTrainer(tf.Module):
         )
 
 
-class RunFolder:
-    """Paths and file formats of a run folder, in one place."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.config = self.path / CONFIG_FILE
-        self.state = self.path / STATE_FILE
-        self.metrics = self.path / METRICS_FILE
-        self.samples = self.path / "samples"
-        self.checkpoints = self.path / "checkpoints"
-        self.tensorboard = self.path / "tensorboard"
-        self.generator = self.path / GENERATOR_FILE
-        self.discriminator = self.path / DISCRIMINATOR_FILE
-
-    def is_run(self) -> bool:
-        """A run folder holds its config and a checkpoint folder (a copied config.json alone does not make one)."""
-        return self.config.is_file() and self.checkpoints.is_dir()
-
-    def read_config(self) -> TrainConfig:
-        try:
-            return TrainConfig(**json.loads(self.config.read_text()))
-        except (OSError, ValueError, TypeError) as error:
-            raise GanportError(
-                f"{self.config} is not a ganport run config ({error}); pass a run folder written by `ganport train`."
-            ) from None
-
-    def read_state(self) -> dict:
-        try:
-            return json.loads(self.state.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def truncate_metrics(self, iteration: int) -> None:
-        """Drop metric rows past `iteration`, so a resumed run does not log iterations twice."""
-        if not self.metrics.is_file():
-            return
-        kept = [
-            line
-            for line in self.metrics.read_text().splitlines()
-            if line.strip() and json.loads(line)["iteration"] <= iteration
-        ]
-        write_text_atomically(self.metrics, "".join(f"{line}\n" for line in kept))
-
-
 def _chunk(iteration: int, config: TrainConfig) -> int:
     """Iterations until the next log, grid, checkpoint or the end, at most MAX_CHUNK."""
     intervals = (config.log_interval, config.save_interval, config.checkpoint_interval)
@@ -244,46 +161,158 @@ def default_run_dir() -> Path:
 
 
 def train(config: TrainConfig, out: str | Path | None = None, console: Console | None = None) -> TrainResult:
-    """Start a new run in `out` (default runs/<timestamp>). Ctrl-C saves a checkpoint and returns."""
+    """Start a new run in `out` (default runs/<timestamp>). SIGINT or SIGTERM saves a checkpoint and returns."""
     run = RunFolder(out or default_run_dir())
-    if run.path.exists() and any(run.path.iterdir()):
-        raise GanportError(f"{run.path} already holds files; pass --resume to continue it or choose another --out.")
+    if run.path.exists() and not run.path.is_dir():
+        raise UsageError(f"--out {run.path} is a file; pass a folder for the run.")
+    if run.path.is_dir() and any(entry.name != LOCK_FILE for entry in run.path.iterdir()):
+        raise RunFolderError(_occupied(run))
     return _run(config, run, resume=False, console=console or Console(stderr=True))
 
 
+def _occupied(run: RunFolder) -> str:
+    """Why a new run cannot start in this folder, and what to do instead."""
+    if not run.config.is_file():
+        return f"{run.path} already holds files that are not a ganport run; choose another --out or empty it."
+    iteration = run.read_state().get("iteration")
+    where = f"at iteration {iteration}" if iteration is not None else "before its first checkpoint"
+    return (
+        f"{run.path} holds a run stopped {where}; pass --resume to continue it with its saved settings, "
+        "or delete the folder (or choose another --out) to start a new one."
+    )
+
+
 def resume(out: str | Path, iterations: int | None = None, console: Console | None = None) -> TrainResult:
-    """Continue a run from its last checkpoint, to its configured iterations or to `iterations`."""
+    """Continue a run from its last complete checkpoint (or from iteration 0 if it has none) with its settings."""
     run = RunFolder(out)
     if not run.config.is_file():
-        raise GanportError(f"--resume needs an existing run folder; {run.path} has no {CONFIG_FILE}.")
+        raise RunFolderError(
+            f"--resume needs a run folder written by `ganport train`; {run.path} has no {run.config.name}."
+        )
     config = run.read_config()
     if iterations is not None:
         config = dataclasses.replace(config, iterations=iterations)
     return _run(config, run, resume=True, console=console or Console(stderr=True))
 
 
-def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) -> TrainResult:
-    dataset = load_dataset(config.dataset, config.data_path)
-    console.print(f"data: {len(dataset.x_train)} images from {dataset.source}", markup=False)
-    trainer = GanTrainer(config, dataset.x_train)
-    checkpoint = trainer.checkpoint()
-    manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=config.keep_checkpoints)
-    if resume:
-        if manager.latest_checkpoint is None:
-            raise GanportError(f"{run.checkpoints} holds no checkpoint to resume from; start a new run instead.")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        if trainer.iteration.numpy() >= config.iterations:
-            raise GanportError(
-                f"{run.path} is already at iteration {int(trainer.iteration.numpy())}; "
-                "pass a larger --iterations to train further."
-            )
-        run.truncate_metrics(int(trainer.iteration.numpy()))
-        console.print(
-            f"resumed from {manager.latest_checkpoint} at iteration {int(trainer.iteration.numpy())}", markup=False
-        )
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(run.config, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM (kill, systemd, docker stop, Slurm) both ask the loop to stop at the next chunk boundary.
 
+    The signal is only recorded, so it can never land inside a checkpoint write; the loop then saves a checkpoint.
+    Signal handlers can only be set from the main thread; elsewhere the caller's handling stays.
+    """
+    requested: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def record(number: int, frame: object) -> None:
+        requested.append(number)
+
+    previous = {number: signal.signal(number, record) for number in STOP_SIGNALS}
+    try:
+        yield requested
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) -> TrainResult:
+    dataset = load_dataset(config.dataset, config.data_path)  # before the folder exists: bad data leaves nothing
+    console.print(f"data: {len(dataset.x_train)} images from {dataset.source}", markup=False)
+    if config.batch_size > len(dataset.x_train):
+        raise UsageError(
+            f"batch-size {config.batch_size} is larger than the {len(dataset.x_train)} training images; "
+            "the lecture uses 32."
+        )
+    with _stop_requests() as stop_requests, run.locked():
+        removed = remove_stale_temporaries_in(run.path)
+        removed += [leftover for leftover in run.checkpoints.glob("*_temp*") if _remove_tree(leftover)]
+        if removed:
+            console.print(f"removed {len(removed)} temporary file(s) left by an earlier, killed run", markup=False)
+        trainer = GanTrainer(config, dataset.x_train)
+        checkpoint = trainer.checkpoint()
+        manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=config.keep_checkpoints)
+        if resume:
+            _restore(run, manager, checkpoint, console)
+            if trainer.iteration.numpy() >= config.iterations:
+                raise RunFolderError(
+                    f"{run.path} is already at iteration {int(trainer.iteration.numpy())}; "
+                    "pass a larger --iterations to train further."
+                )
+            _discard_after(run, int(trainer.iteration.numpy()))
+        run.write_config(config)
+        return _loop(config, run, trainer, manager, stop_requests, console)
+
+
+def _restore(run: RunFolder, manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint, console: Console):
+    """Restore the newest checkpoint that reads back whole; a run without one starts again from iteration 0."""
+    for path in reversed(manager.checkpoints):
+        problem = _unreadable(path)
+        if problem is None:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            console.print(f"resumed from {path} at iteration {int(checkpoint.iteration.numpy())}", markup=False)
+            return
+        console.print(f"skipping {path}: it does not read back ({problem})", markup=False)
+    console.print(
+        f"{run.path} has no complete checkpoint; starting again from iteration 0 with the run's saved settings "
+        "(same seed, same result)",
+        markup=False,
+    )
+
+
+def _unreadable(path: str) -> str | None:
+    """Why a checkpoint cannot be restored (every tensor is read, so a torn file shows), or None."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # TensorFlow's reader raises OpError, ValueError, IndexError... for a torn file
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    return None
+
+
+def _remove_tree(path: Path) -> bool:
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
+def _discard_after(run: RunFolder, iteration: int) -> None:
+    """Forget what an earlier attempt logged past `iteration`: metric rows, TensorBoard events and sample grids."""
+    run.truncate_metrics(iteration)
+    for grid in run.samples.glob("iteration_*.png"):
+        with contextlib.suppress(ValueError):
+            if int(grid.stem.removeprefix("iteration_")) > iteration:
+                grid.unlink()
+    for events in run.tensorboard.glob("events.out.tfevents.*"):
+        _trim_events(events, iteration)
+
+
+def _trim_events(path: Path, iteration: int) -> None:
+    """Rewrite a TensorBoard event file without the steps past `iteration`, so a resumed run shows each step once.
+
+    A record torn by kill -9 ends the file; the records before it are kept.
+    """
+    records = []
+    with contextlib.suppress(tf.errors.DataLossError):
+        records.extend(record.numpy() for record in tf.data.TFRecordDataset(str(path)))
+    kept = [record for record in records if event_pb2.Event.FromString(record).step <= iteration]
+    if len(kept) == len(records):
+        return
+    with atomic_path(path) as temporary, tf.io.TFRecordWriter(str(temporary)) as writer:
+        for record in kept:
+            writer.write(record)
+
+
+def _loop(
+    config: TrainConfig,
+    run: RunFolder,
+    trainer: GanTrainer,
+    manager: tf.train.CheckpointManager,
+    stop_requests: list[int],
+    console: Console,
+) -> TrainResult:
     grid_noise = np.random.default_rng(config.seed).standard_normal((GRID_NOISE, config.latent_dim)).astype(np.float32)
     writer = tf.summary.create_file_writer(str(run.tensorboard))
     start_iteration = int(trainer.iteration.numpy())
@@ -291,11 +320,15 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
     window: list[np.ndarray] = []
     window_started = started
     last: dict[str, float] = {}
-    interrupted = False
+    heartbeat = started
 
     def save() -> None:
         iteration = int(trainer.iteration.numpy())
-        path = manager.save(checkpoint_number=iteration)
+        try:
+            path = manager.save(checkpoint_number=iteration)
+        except tf.errors.OpError as error:  # TensorFlow's file system reports ENOSPC/EROFS as its own errors
+            reason = str(error).splitlines()[0]
+            raise OutputError(f"cannot write a checkpoint in {run.checkpoints}: {reason}") from error
         for model, target in ((trainer.shipped_generator, run.generator), (trainer.discriminator, run.discriminator)):
             with atomic_path(target) as temporary:
                 model.save(temporary)
@@ -309,11 +342,13 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
         TextColumn("{task.fields[stats]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress, writer.as_default():
-        task = progress.add_task("train", total=config.iterations, completed=start_iteration, stats="compiling…")
-        try:
-            iteration = start_iteration
-            while iteration < config.iterations:
+    if not console.is_terminal:
+        console.print(f"compiling the training step, then iterations {start_iteration}-{config.iterations}")
+    iteration = start_iteration
+    try:
+        with Progress(*columns, console=console, transient=False) as progress, writer.as_default():
+            task = progress.add_task("train", total=config.iterations, completed=start_iteration, stats="compiling…")
+            while iteration < config.iterations and not stop_requests:
                 values = trainer.train_steps(_chunk(iteration, config))
                 finite = np.all(np.isfinite(values), axis=1)
                 if not finite.all():
@@ -335,7 +370,7 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
                         "g_loss": float(mean[2]),
                         "it_per_s": sum(map(len, window)) / (now - window_started),
                     }
-                    with run.metrics.open("a") as handle:
+                    with output_errors(run.metrics), run.metrics.open("a") as handle:
                         handle.write(json.dumps(last) + "\n")
                     for name in ("d_loss", "d_accuracy", "g_loss", "it_per_s"):
                         tf.summary.scalar(name, last[name], step=iteration)
@@ -347,24 +382,29 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
                             f"G loss {last['g_loss']:.3f} {last['it_per_s']:.0f} it/s"
                         ),
                     )
+                    if not console.is_terminal and now - heartbeat >= HEARTBEAT_SECONDS:
+                        console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
+                        heartbeat = now
                 if iteration % config.save_interval == 0 or iteration == config.iterations:
                     pictures = images.to_uint8(trainer.shipped_generator(grid_noise, training=False).numpy())
                     images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=5)
                     tf.summary.image("samples", pictures, step=iteration, max_outputs=GRID_NOISE)
                 if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:
                     save()
-                    if not console.is_terminal:  # logs and CI get a line per checkpoint instead of a live bar
-                        console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
                 progress.update(task, completed=iteration)
-        except KeyboardInterrupt:
-            interrupted = True
-    save()
+        save()
+    except OutputError as error:
+        raise OutputError(
+            f"{error} Training stopped at iteration {iteration}; `ganport train --resume --out {run.path}` "
+            "continues from the last complete checkpoint."
+        ) from error
     seconds = time.perf_counter() - started
     iteration = int(trainer.iteration.numpy())
-    if interrupted:
+    stopped_by = stop_requests[0] if stop_requests else None
+    if stopped_by is not None:
         console.print(
-            f"interrupted at iteration {iteration}; checkpoint saved, continue with "
+            f"stopped by {signal.Signals(stopped_by).name} at iteration {iteration}; checkpoint saved, continue with "
             f"`ganport train --resume --out {run.path}`",
             markup=False,
         )
-    return TrainResult(run.path, iteration, seconds, last, interrupted)
+    return TrainResult(run.path, iteration, seconds, last, stopped_by)

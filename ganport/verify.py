@@ -13,14 +13,17 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ganport.contract import describe, role_from_shapes, role_named_by
 from ganport.errors import GanportError
 from ganport.export.to_h5 import TEST_VECTORS_SUFFIX
 from ganport.parity import VERIFY_ATOL, Comparison, compare
+from ganport.run import RunFolder
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
 PARITY_MAIN = "ganport.dl4j.ParityCheck"
@@ -80,16 +83,19 @@ def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None]
 
 
 def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with h5py.File(path, "r") as archive:
-        input_name = json.loads(archive.attrs["inputs"])["inputs"][0]
-        output_name = json.loads(archive.attrs["outputs"])["outputs"][0]
-        return archive["inputs"][input_name][()], archive["predictions"][output_name][()]
+    try:
+        with h5py.File(path, "r") as archive:
+            input_name = json.loads(archive.attrs["inputs"])["inputs"][0]
+            output_name = json.loads(archive.attrs["outputs"])["outputs"][0]
+            return archive["inputs"][input_name][()], archive["predictions"][output_name][()]
+    except (OSError, KeyError, IndexError, ValueError) as error:
+        raise VerifyError(
+            f"{path} is not a ganport test-vector file ({error}); re-export with `ganport export --format h5`."
+        ) from error
 
 
 def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path | None]:
     """The folder of exports to check and, for a run, the run folder holding the live Keras models."""
-    from ganport.train import RunFolder
-
     if RunFolder(source).is_run():
         folder = source / "export"
         needed = {"onnx": folder / "generator.onnx", "h5": folder / f"generator{TEST_VECTORS_SUFFIX}"}
@@ -111,7 +117,8 @@ def verify(
     """Compare every available backend with the Keras predictions on the same fixed inputs."""
     import keras
 
-    from ganport.export import predict, to_h5, to_onnx
+    from ganport.export import to_onnx
+    from ganport.loading import load_keras2, predict, shapes
 
     folder, run_folder = export_folder(Path(source), log)
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
@@ -127,18 +134,46 @@ def verify(
             (p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras") if p.is_file()), None
         )
         if keras_file is not None:
-            live = predict(keras.saving.load_model(keras_file, compile=False), inputs)
-            comparisons.append(compare(stem, "keras", expected, live, atol))
-        if (folder / f"{stem}.onnx").is_file():
+            live = keras.saving.load_model(keras_file, compile=False)
             comparisons.append(
-                compare(stem, "onnxruntime", expected, to_onnx.run(folder / f"{stem}.onnx", inputs), atol)
+                _checked(stem, "keras", *shapes(live), inputs, expected, atol, partial(predict, live, inputs))
+            )
+        onnx_file = folder / f"{stem}.onnx"
+        if onnx_file.is_file():
+            run_onnx = partial(to_onnx.run, onnx_file, inputs)
+            comparisons.append(
+                _checked(stem, "onnxruntime", *to_onnx.shapes(onnx_file), inputs, expected, atol, run_onnx)
             )
         if (folder / f"{stem}.h5").is_file():
-            reloaded = to_h5.load_model(folder / f"{stem}.h5")
-            comparisons.append(compare(stem, "tf_keras h5", expected, predict(reloaded, inputs), atol))
+            reloaded = load_keras2(folder / f"{stem}.h5")
+            run_h5 = partial(predict, reloaded, inputs)
+            comparisons.append(_checked(stem, "tf_keras h5", *shapes(reloaded), inputs, expected, atol, run_h5))
         if dl4j:
             comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), atol))
     return comparisons
+
+
+def _checked(
+    stem: str,
+    backend: str,
+    input_shape: list,
+    output_shape: list,
+    inputs: np.ndarray,
+    expected: np.ndarray,
+    atol: float,
+    run: Callable[[], np.ndarray],
+) -> Comparison:
+    """Compare a backend's model with the test vectors, or report why it cannot be: a model that takes other inputs
+    than the vectors hold, or whose role contradicts its file name (a discriminator saved as generator.h5)."""
+    role, named = role_from_shapes(input_shape, output_shape), role_named_by(stem)
+    problem = None
+    if tuple(input_shape[1:]) != inputs.shape[1:]:
+        problem = f"model maps {describe(input_shape, output_shape)} but the test vectors hold {list(inputs.shape)}"
+    elif named is not None and role is not named:
+        problem = f"named {named.name} but maps {describe(input_shape, output_shape)}"
+    if problem is not None:
+        return Comparison(stem, backend, float("inf"), float("inf"), atol, note=f"{problem}; re-export it")
+    return compare(stem, backend, expected, run(), atol)
 
 
 def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Comparison]:

@@ -24,7 +24,8 @@ def require_or_skip(condition: bool, reason: str) -> None:
 @pytest.fixture(scope="session")
 def short_run(tmp_path_factory) -> Path:
     """40 real iterations on MNIST: checkpoints at 20 and 40, grids every 20."""
-    from ganport.train import TrainConfig, train
+    from ganport.run import TrainConfig
+    from ganport.train import train
 
     out = tmp_path_factory.mktemp("runs") / "short"
     config = TrainConfig(iterations=40, save_interval=20, checkpoint_interval=20, log_interval=10, seed=3)

@@ -15,8 +15,8 @@ def invoke(*args: str):
     return runner.invoke(app, [str(arg) for arg in args])
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
+def assert_one_line_error(result, *fragments: str, exit_code: int = 1) -> None:
+    assert result.exit_code == exit_code, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error: "), result.output
     assert "Traceback" not in result.output
@@ -44,15 +44,16 @@ def test_export_prints_parity_and_paths(short_run, tmp_path):
 
 def test_error_paths_are_one_line(tmp_path, short_run):
     assert_one_line_error(invoke("sample", tmp_path / "none.onnx"), "does not exist")
-    assert_one_line_error(invoke("sample", tmp_path / "none.onnx", "--out", "x.jpg"), ".png or .npy")
+    assert_one_line_error(invoke("sample", tmp_path / "none.onnx", "--out", "x.jpg"), ".png or .npy", exit_code=2)
     assert_one_line_error(invoke("export", tmp_path / "none.keras"), "does not exist")
-    assert_one_line_error(invoke("export", short_run, "--format", "pt"), "Unknown format 'pt'")
     assert_one_line_error(
         invoke("train", "--data", tmp_path / "nothing.npz", "--out", tmp_path / "r"), "does not exist"
     )
-    assert_one_line_error(invoke("train", "--batch-size", "7", "--out", tmp_path / "r"), "batch-size must be even")
-    assert_one_line_error(invoke("train", "--resume"), "--resume needs --out")
-    assert_one_line_error(invoke("train", "--out", short_run), "already holds files")
+    assert_one_line_error(
+        invoke("train", "--batch-size", "7", "--out", tmp_path / "r"), "batch-size must be even", exit_code=2
+    )
+    assert_one_line_error(invoke("train", "--resume"), "--resume needs --out", exit_code=2)
+    assert_one_line_error(invoke("train", "--out", short_run), "holds a run stopped at iteration 40", "--resume")
     assert not (tmp_path / "r").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -10,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from ganport.errors import ModelError, ParityError, UnsupportedLayerError
-from ganport.export import PRECISION_ATOL, export
+from ganport.errors import ModelError, ParityError, UnsupportedLayerError, UsageError
+from ganport.export import PRECISIONS, export
 from ganport.parity import EXPORT_ATOL
 
 
@@ -163,14 +164,14 @@ def test_missing_corrupt_and_foreign_sources(tmp_path):
 
 
 def test_unknown_format_and_self_overwrite(short_run):
-    with pytest.raises(ModelError, match="Unknown format 'tflite'"):
+    with pytest.raises(UsageError, match="Unknown format 'tflite'"):
         export(short_run, "tflite", log=lambda line: None)
-    with pytest.raises(ModelError, match="overwrite the source"):
+    with pytest.raises(UsageError, match="overwrite the source"):
         export(short_run / "generator.keras", "keras", log=lambda line: None)
 
 
 def test_a_failed_parity_check_leaves_no_file(tmp_path, short_run, monkeypatch):
-    monkeypatch.setitem(PRECISION_ATOL, "fp32", -1.0)
+    monkeypatch.setitem(PRECISIONS, "fp32", dataclasses.replace(PRECISIONS["fp32"], atol=-1.0))
     for fmt in ("onnx", "h5"):
         with pytest.raises(ParityError, match="generator .*FAILED"):
             export(short_run, fmt, tmp_path, log=lambda line: None)

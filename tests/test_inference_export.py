@@ -7,7 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from ganport.errors import ModelError, QualityGateError
+from ganport.errors import QualityGateError, UsageError
+from ganport.evaluate import score_generator
 from ganport.export import ExportOptions, export
 from ganport.export.fold import fold_batch_norm
 from ganport.export.layers import build_sequential, read_layers
@@ -15,6 +16,10 @@ from ganport.export.layers import build_sequential, read_layers
 
 def quiet(line: str) -> None:
     pass
+
+
+def score(model):
+    return score_generator(model, log=quiet)
 
 
 def test_folded_graph_holds_only_matmul_add_leakyrelu_tanh_reshape(exported):
@@ -57,7 +62,9 @@ def test_folding_is_exact_up_to_float_rounding(center, scale):
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_reduced_precision_reports_parity_and_quality_change(short_run, tmp_path, precision):
     messages: list[str] = []
-    (item,) = export(short_run, "onnx", tmp_path, log=messages.append, options=ExportOptions(precision=precision))
+    (item,) = export(
+        short_run, "onnx", tmp_path, log=messages.append, options=ExportOptions(precision=precision, score=score)
+    )
     assert item.path.name == f"generator_{precision}.onnx"
     assert item.comparison.backend == f"onnxruntime {precision}" and item.comparison.passed
     assert set(item.quality) == {
@@ -72,16 +79,18 @@ def test_reduced_precision_reports_parity_and_quality_change(short_run, tmp_path
 
 
 def test_quality_gate_refuses_and_force_overrides(short_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("ganport.export.QUALITY_DROP", -1.0)
+    monkeypatch.setattr("ganport.export.quality.QUALITY_DROP", -1.0)
     with pytest.raises(QualityGateError, match="drops the classifier score.*--force"):
-        export(short_run, "onnx", tmp_path, log=quiet, options=ExportOptions(precision="int8"))
+        export(short_run, "onnx", tmp_path, log=quiet, options=ExportOptions(precision="int8", score=score))
     assert list(tmp_path.iterdir()) == []
-    (item,) = export(short_run, "onnx", tmp_path, log=quiet, options=ExportOptions(precision="int8", force=True))
+    (item,) = export(
+        short_run, "onnx", tmp_path, log=quiet, options=ExportOptions(precision="int8", force=True, score=score)
+    )
     assert item.path.is_file()
 
 
 def test_precision_is_for_onnx_only(short_run):
-    with pytest.raises(ModelError, match="applies to ONNX only"):
-        export(short_run, "h5", log=quiet, options=ExportOptions(precision="int8"))
-    with pytest.raises(ModelError, match="Unknown precision 'int4'"):
-        export(short_run, "onnx", log=quiet, options=ExportOptions(precision="int4"))
+    with pytest.raises(UsageError, match="applies to ONNX only"):
+        export(short_run, "h5", log=quiet, options=ExportOptions(precision="int8", score=score))
+    with pytest.raises(UsageError, match="Unknown precision 'int4'"):
+        export(short_run, "onnx", log=quiet, options=ExportOptions(precision="int4", score=score))

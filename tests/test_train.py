@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from ganport.errors import GanportError, TrainingDivergedError
-from ganport.train import GanTrainer, RunFolder, TrainConfig, resume, train
+from ganport.run import RunFolder, TrainConfig
+from ganport.train import GanTrainer, resume, train
 
 
 def weights(model) -> list[np.ndarray]:

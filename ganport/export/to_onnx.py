@@ -1,10 +1,10 @@
-"""ONNX export through tf2onnx's `from_function` (its `from_keras` fails on Keras 3 Sequential models)."""
+"""ONNX export through tf2onnx's `from_function` (its `from_keras` fails on Keras 3 Sequential models).
+
+`write(job)` is the "onnx" format's writer; `convert`, `save` and `run` also serve the classifier and verify.
+"""
 
 from __future__ import annotations
 
-import logging
-import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,14 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 
+from ganport.export.fold import fold_batch_norm
+from ganport.export.job import ExportedFile, Job
+from ganport.export.layers import build_sequential
+from ganport.export.precision import PRECISIONS
+from ganport.export.quality import quality_gate
+from ganport.export.sources import export_metadata
 from ganport.files import atomic_path
+from ganport.parity import compare, require_all
 
 OPSET = 17
 BATCH_AXIS = "batch"
@@ -57,6 +64,16 @@ def save(proto: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
+def shapes(path: Path) -> tuple[list, list]:
+    """The first input's and first output's shapes of an ONNX file, batch axis included (as its name)."""
+    graph = onnx.load(path, load_external_data=False).graph
+
+    def dims(value: onnx.ValueInfoProto) -> list:
+        return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+    return dims(graph.input[0]), dims(graph.output[0])
+
+
 def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray:
     """Run an exported file on onnxruntime's CPU provider (its first output, or `output`), for parity checks."""
     import onnxruntime
@@ -66,34 +83,23 @@ def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray
     return session.run(names, {session.get_inputs()[0].name: inputs})[0]
 
 
-def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Weights and arithmetic in float16, inputs and outputs kept float32 (for GPUs; CPUs gain nothing)."""
-    from onnxconverter_common import float16
+def write(job: Job) -> ExportedFile:
+    """Convert (BatchNorm folded unless asked not to), apply the precision, save, run on onnxruntime, compare."""
+    import keras
 
-    with warnings.catch_warnings():  # it warns for every weight below float16's range, which rounds to zero
-        warnings.simplefilter("ignore", UserWarning)
-        return float16.convert_float_to_float16(proto, keep_io_types=True)
-
-
-def to_int8(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxruntime's dynamic quantization: int8 weights, activations quantized per batch at run time."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as scratch:
-        source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
-        onnx.save(proto, source)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization, not this
-        try:
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-        return onnx.load(target)
-
-
-PRECISIONS: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
-    "fp32": lambda proto: proto,
-    "fp16": to_fp16,
-    "int8": to_int8,
-}
+    item, options = job.item, job.options
+    specs = fold_batch_norm(item.specs) if options.fold_batch_norm else item.specs
+    model = build_sequential(specs, item.input_shape, item.keras_model.name, keras)
+    info = {**export_metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
+    fp32 = convert(model, item.role.input_name, item.role.output_name, info)
+    precision = PRECISIONS[options.precision]
+    proto = precision.convert(fp32)
+    quality = None
+    with atomic_path(job.target) as temporary:
+        onnx.save(proto, temporary)
+        backend = f"onnxruntime {options.precision}"
+        comparison = compare(item.stem, backend, job.reference, run(temporary, job.inputs), job.atol)
+        require_all([comparison])
+        if precision.reduced:
+            quality = quality_gate(fp32, temporary, job)
+    return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)

@@ -29,7 +29,8 @@ def main(out: Path) -> None:
     import keras
 
     from ganport.export import export
-    from ganport.train import TrainConfig, train
+    from ganport.run import TrainConfig
+    from ganport.train import train
 
     shutil.rmtree(out, ignore_errors=True)
     run = train(TrainConfig(iterations=50, save_interval=50, checkpoint_interval=50, seed=11), out / "run").run_dir

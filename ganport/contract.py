@@ -1,0 +1,111 @@
+"""What a model must be to play a role, checked the same way by sample, eval, export, verify and serve.
+
+A generator maps float noise [batch, latent] to images [batch, height, width, 1] in [-1, 1] (tanh); a discriminator
+maps such images to one validity score [batch, 1]. numpy only: the ONNX path (no TensorFlow) uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ganport.errors import ModelError, UsageError
+
+# Seeds feed numpy's and TensorFlow's generators; both take unsigned 32-bit seeds.
+MAX_SEED = 2**32 - 1
+# tanh can round to a hair outside [-1, 1] after quantization; anything further is not a generator's image.
+IMAGE_RANGE_SLACK = 1e-3
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a model is, and the tensor names its exports use."""
+
+    name: str
+    input_name: str
+    output_name: str
+    summary: str
+
+
+GENERATOR = Role("generator", "z", "image", "noise [batch, latent] -> images [batch, height, width, 1]")
+DISCRIMINATOR = Role("discriminator", "image", "validity", "images [batch, height, width(, 1)] -> validity [batch, 1]")
+ROLES = (GENERATOR, DISCRIMINATOR)
+
+
+def role_from_shapes(input_shape: Sequence, output_shape: Sequence) -> Role | None:
+    """The role whose contract these shapes (batch axis included) fit, or None."""
+    if len(input_shape) == 2 and _is_image_shape(output_shape):
+        return GENERATOR
+    if len(input_shape) in (3, 4) and tuple(output_shape[1:]) == (1,):
+        return DISCRIMINATOR
+    return None
+
+
+def role_named_by(stem: str) -> Role | None:
+    """The role a file name claims (generator.h5, discriminator_int8.onnx, ...), if any."""
+    return next((role for role in ROLES if stem.startswith(role.name)), None)
+
+
+def _is_image_shape(shape: Sequence) -> bool:
+    return (len(shape) == 4 and shape[-1] == 1) or len(shape) == 3
+
+
+def describe(input_shape: Sequence, output_shape: Sequence) -> str:
+    return f"{_shape(input_shape)} -> {_shape(output_shape)}"
+
+
+def _shape(shape: Sequence) -> str:
+    return "[" + ", ".join("batch" if index == 0 else str(side) for index, side in enumerate(shape)) + "]"
+
+
+def require_role(source: str, role: Role, input_shape: Sequence, output_shape: Sequence) -> None:
+    """Raise a ModelError unless the shapes fit `role`'s contract."""
+    found = role_from_shapes(input_shape, output_shape)
+    if found is role:
+        return
+    what = f"a {found.name}" if found is not None else "neither a generator nor a discriminator"
+    raise ModelError(
+        f"{source} maps {describe(input_shape, output_shape)}, so it is {what}; "
+        f"a {role.name} maps {role.summary}. Pass a {role.name}."
+    )
+
+
+def require_generator_signature(
+    source: str, inputs: Sequence[tuple[str, str, Sequence]], outputs: Sequence[tuple[str, str, Sequence]]
+) -> None:
+    """ONNX-level check: one float input [batch, latent] and a first output that is a float image batch."""
+    expected = f"a generator takes one float input [batch, latent] and gives float images ({GENERATOR.summary})"
+    received = "; ".join(
+        f"{kind} {name} {list(shape)}"
+        for kind, items in (("input", inputs), ("output", outputs))
+        for name, _, shape in items
+    )
+    if len(inputs) != 1 or not outputs:
+        raise ModelError(
+            f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; {expected}. Received: {received}"
+        )
+    (_, input_type, input_shape), (_, output_type, output_shape) = inputs[0], outputs[0]
+    latent_ok = len(input_shape) == 2 and isinstance(input_shape[1], int) and input_shape[1] > 0
+    image_ok = _is_image_shape(output_shape) and all(isinstance(side, int) and side > 0 for side in output_shape[1:])
+    if not (latent_ok and image_ok and input_type == output_type == "tensor(float)"):
+        raise ModelError(f"{source} is not a generator: {expected}. Received: {received}")
+
+
+def require_images(source: str, images: np.ndarray) -> None:
+    """Generated images must be finite and in the tanh range [-1, 1]."""
+    if not np.all(np.isfinite(images)):
+        raise ModelError(f"{source} produced NaN or Inf; the model is broken (re-export it, or retrain).")
+    low, high = float(images.min()), float(images.max())
+    if low < -1 - IMAGE_RANGE_SLACK or high > 1 + IMAGE_RANGE_SLACK:
+        raise ModelError(
+            f"{source} produced values in [{low:.3g}, {high:.3g}]; a generator's images lie in [-1, 1] (tanh). "
+            "Is it a generator?"
+        )
+
+
+def require_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be between 0 and {MAX_SEED}. Received: seed={seed}")
+    return seed

@@ -1,0 +1,67 @@
+"""Export a run or a Keras model file in any registered format, validating every file against the Keras model.
+
+Each writer puts its file under a temporary name, reloads it, runs it on fixed inputs and compares with the Keras
+model; only a file within tolerance is renamed into place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ganport.errors import UsageError
+from ganport.export.formats import FORMATS
+from ganport.export.job import ExportedFile, ExportOptions, Job
+from ganport.export.precision import FULL_PRECISION, PRECISIONS
+from ganport.export.sources import SourceModel, load_sources, reference_inputs
+from ganport.files import ensure_writable_folder
+from ganport.loading import predict
+
+
+def _target(source: SourceModel, fmt: str, out: Path, single: bool, precision: str) -> Path:
+    suffix = FORMATS[fmt].suffix
+    variant = "" if precision == FULL_PRECISION else f"_{precision}"
+    target = out if single and out.suffix == suffix else out / f"{source.stem}{variant}{suffix}"
+    if target.resolve() == source.origin.resolve():
+        raise UsageError(f"Exporting would overwrite the source {source.origin}; pass --out with another path.")
+    return target
+
+
+def export(
+    source: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    options: ExportOptions | None = None,
+) -> list[ExportedFile]:
+    """Export every model in `source` to `fmt`, validating each against the Keras model."""
+    options = options or ExportOptions()
+    if fmt not in FORMATS:
+        raise UsageError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if options.precision not in PRECISIONS:
+        raise UsageError(f"Unknown precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    if options.precision != FULL_PRECISION and fmt != "onnx":
+        raise UsageError(f"--precision {options.precision} applies to ONNX only; DL4J and Keras files stay fp32.")
+    if options.precision != FULL_PRECISION and options.score is None:
+        raise UsageError(
+            f"--precision {options.precision} is quality-gated: pass ExportOptions(score=...), e.g. "
+            "ganport.evaluate.score_generator."
+        )
+    source_path = Path(source)
+    out_path = (
+        Path(out) if out is not None else (source_path / "export" if source_path.is_dir() else source_path.parent)
+    )
+    sources = load_sources(source)
+    if len(sources) > 1:
+        sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
+    single = len(sources) == 1
+    ensure_writable_folder(out_path.parent if single and out_path.suffix == FORMATS[fmt].suffix else out_path, "--out")
+    inputs = reference_inputs(sources)
+    exported = []
+    for item in sources:
+        model_inputs = inputs[item.role.name]
+        target = _target(item, fmt, out_path, single=single, precision=options.precision)
+        job = Job(item, target, model_inputs, predict(item.keras_model, model_inputs), options, log)
+        exported.append(FORMATS[fmt].write(job))
+        log(exported[-1].comparison.line() + f" -> {target}")
+    return exported

@@ -1,0 +1,39 @@
+"""The export formats: the one place to add one. The CLI reads its choices from here without importing TensorFlow.
+
+Each format names the module that writes it; that module's `write(job) -> ExportedFile` writes, reloads and
+validates one model, and is imported only when the format is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ganport.export.job import ExportedFile, Job
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    writer_module: str
+    summary: str
+    roles: tuple[str, ...]  # the roles a run folder exports in this format
+
+    @property
+    def write(self) -> Callable[[Job], ExportedFile]:
+        return importlib.import_module(self.writer_module).write
+
+
+FORMATS: dict[str, Format] = {
+    format.name: format
+    for format in (
+        Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",)),
+        Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator")),
+        Format("keras", ".keras", "ganport.export.to_keras", "native Keras 3", ("generator", "discriminator")),
+    )
+}
+DEFAULT_FORMAT = "onnx"

@@ -1,0 +1,153 @@
+"""A run folder: its settings (TrainConfig), its file layout, and the lock that keeps one trainer per folder.
+
+No TensorFlow here: export, verify and the CLI read run folders without training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ganport.contract import require_seed
+from ganport.errors import RunFolderError, UsageError
+from ganport.files import output_errors, write_text_atomically
+
+CONFIG_FILE = "config.json"
+STATE_FILE = "state.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+GENERATOR_FILE = "generator.keras"
+DISCRIMINATOR_FILE = "discriminator.keras"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's result; saved as the run's config.json. Defaults are the lecture's."""
+
+    dataset: str = "mnist"
+    data_path: str | None = None
+    iterations: int = 30000
+    batch_size: int = 32
+    save_interval: int = 200
+    checkpoint_interval: int = 1000
+    log_interval: int = 50
+    keep_checkpoints: int = 3
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    latent_dim: int = 100
+    seed: int = 0
+    jit_compile: bool = True
+    # Beyond the lecture, both off by default: an exponential moving average of the generator's weights (the
+    # generator a run ships), and one-sided label smoothing (real label 1 - smoothing; Salimans et al. 2016).
+    ema_decay: float = 0.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "iterations",
+            "batch_size",
+            "save_interval",
+            "checkpoint_interval",
+            "log_interval",
+            "keep_checkpoints",
+            "latent_dim",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name.replace('_', '-')} must be positive. Received: {getattr(self, name)}")
+        if self.batch_size % 2:
+            raise UsageError(
+                f"batch-size must be even (the discriminator sees half real, half fake). Received: {self.batch_size}"
+            )
+        if not 0 <= self.ema_decay < 1 or not 0 <= self.label_smoothing < 0.5:
+            raise UsageError(
+                f"ema must be in [0, 1) and label-smoothing in [0, 0.5). "
+                f"Received: ema={self.ema_decay}, label_smoothing={self.label_smoothing}"
+            )
+        if not 0 < self.learning_rate < 1 or not 0 <= self.beta_1 < 1:
+            raise UsageError(
+                f"Adam needs 0 < lr < 1 and 0 <= beta1 < 1. Received: lr={self.learning_rate}, beta1={self.beta_1}"
+            )
+        require_seed(self.seed)
+
+
+class RunFolder:
+    """Paths and file formats of a run folder, in one place."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / CONFIG_FILE
+        self.state = self.path / STATE_FILE
+        self.metrics = self.path / METRICS_FILE
+        self.samples = self.path / "samples"
+        self.checkpoints = self.path / "checkpoints"
+        self.tensorboard = self.path / "tensorboard"
+        self.generator = self.path / GENERATOR_FILE
+        self.discriminator = self.path / DISCRIMINATOR_FILE
+
+    def is_run(self) -> bool:
+        """A run folder holds its config and a checkpoint folder (a copied config.json alone does not make one)."""
+        return self.config.is_file() and self.checkpoints.is_dir()
+
+    def read_config(self) -> TrainConfig:
+        try:
+            return TrainConfig(**json.loads(self.config.read_text()))
+        except (OSError, ValueError, TypeError, UsageError) as error:
+            raise RunFolderError(
+                f"{self.config} is not a ganport run config ({error}); pass a run folder written by `ganport train`."
+            ) from error
+
+    def write_config(self, config: TrainConfig) -> None:
+        write_text_atomically(self.config, json.dumps(asdict(config), indent=2) + "\n")
+
+    def read_state(self) -> dict:
+        try:
+            return json.loads(self.state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def truncate_metrics(self, iteration: int) -> None:
+        """Drop metric rows past `iteration`, so a resumed run does not log iterations twice."""
+        if not self.metrics.is_file():
+            return
+        kept = []
+        for line in self.metrics.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):  # a line torn by kill -9 is dropped
+                if json.loads(line)["iteration"] <= iteration:
+                    kept.append(line)
+        write_text_atomically(self.metrics, "".join(f"{line}\n" for line in kept))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock while training: a second trainer on the same folder is refused, not interleaved.
+
+        flock is released by the kernel when the process dies, so kill -9 never leaves the folder locked.
+        """
+        with output_errors(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(descriptor)
+            raise RunFolderError(
+                f"{self.path} is being trained by process {holder}; wait for it, stop it, or choose another --out."
+            ) from None
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            if [entry.name for entry in self.path.iterdir()] == [
+                LOCK_FILE
+            ]:  # a start that wrote nothing leaves nothing
+                with contextlib.suppress(OSError):
+                    (self.path / LOCK_FILE).unlink()
+                    self.path.rmdir()
+            os.close(descriptor)
