@@ -141,19 +141,24 @@ def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def _probe(folder: Path, stem: str) -> None:
+    """Create the folder and an empty file in it, then remove the file: what writing there will need."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = _temporary_for(folder / stem)
+    try:
+        probe.write_bytes(b"")
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+
+
 def ensure_writable(path: str | Path, option: str) -> Path:
     """Fail now, before minutes of work, if `path` cannot be created: makes its folder and probes it with a file."""
     path = Path(path)
     with output_errors(path, option):
         if path.is_dir():
             raise OutputError(f"cannot write {path}: it is a folder; pass a file name to {option}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = _temporary_for(path)
-        try:
-            probe.write_bytes(b"")
-        finally:
-            with contextlib.suppress(OSError):
-                probe.unlink(missing_ok=True)
+        _probe(path.parent, path.name)
     return path
 
 
@@ -163,13 +168,7 @@ def ensure_writable_folder(folder: str | Path, option: str) -> Path:
     with output_errors(folder, option):
         if folder.exists() and not folder.is_dir():
             raise OutputError(f"cannot write into {folder}: it is a file; pass a folder to {option}.")
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = _temporary_for(folder / "probe")
-        try:
-            probe.write_bytes(b"")
-        finally:
-            with contextlib.suppress(OSError):
-                probe.unlink(missing_ok=True)
+        _probe(folder, "probe")
     return folder
 
 

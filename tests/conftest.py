@@ -21,6 +21,16 @@ def require_or_skip(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def assert_one_line_error(result, *fragments: str, exit_code: int = 1) -> None:
+    """A CLI result that failed with `exit_code` and one `error:` line holding each fragment, without a traceback."""
+    assert result.exit_code == exit_code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: "), result.output
+    assert "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
 @pytest.fixture(scope="session")
 def short_run(tmp_path_factory) -> Path:
     """40 real iterations on MNIST: checkpoints at 20 and 40, grids every 20."""

@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import assert_one_line_error
 from ganport.cli import app
 
 runner = CliRunner()
@@ -13,15 +14,6 @@ runner = CliRunner()
 
 def invoke(*args: str):
     return runner.invoke(app, [str(arg) for arg in args])
-
-
-def assert_one_line_error(result, *fragments: str, exit_code: int = 1) -> None:
-    assert result.exit_code == exit_code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output
 
 
 def test_sample_writes_a_png_grid_and_npy(exported, tmp_path):

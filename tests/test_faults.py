@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
-from conftest import IN_CI
+from conftest import IN_CI, assert_one_line_error
 from ganport import files
 from ganport.cli import app
 from ganport.run import RunFolder
@@ -32,15 +32,6 @@ FAULT_POINTS = int(os.environ.get("GANPORT_FAULT_POINTS", "3"))
 
 def invoke(*args: object):
     return runner.invoke(app, [str(arg) for arg in args])
-
-
-def assert_one_line_error(result, *fragments: str, exit_code: int = 1) -> None:
-    assert result.exit_code == exit_code, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: "), result.output
-    assert "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in result.output, result.output
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -272,12 +263,16 @@ def test_sigterm_and_kill_9_at_random_points_then_resume_equal_an_uninterrupted_
         _, stderr = process.communicate(timeout=180)
         state = RunFolder(out).read_state().get("iteration")
         outcomes.append((signal.Signals(number).name, process.returncode, state))
-        if number == signal.SIGTERM and process.returncode not in (0, 1):
+        if number == signal.SIGTERM and process.returncode != 0:  # 0: the run had already finished
+            # a checkpoint once training has begun; before that (Python or TensorFlow still starting) nothing to save
             assert process.returncode == 143, stderr
-            assert "stopped by SIGTERM" in stderr and "checkpoint saved" in stderr
+            assert "stopped by SIGTERM" in stderr, stderr
         assert "Traceback" not in stderr, stderr
-    final = subprocess.run(_train_command(out, resume=RunFolder(out).config.is_file()), capture_output=True, text=True)
-    assert final.returncode == 0, (outcomes, final.stderr)
+    if RunFolder(out).read_state().get("iteration") != 120:
+        final = subprocess.run(
+            _train_command(out, resume=RunFolder(out).config.is_file()), capture_output=True, text=True
+        )
+        assert final.returncode == 0, (outcomes, final.stderr)
     actual = _weights(out)
     assert actual.keys() == expected.keys()
     for name, value in expected.items():
