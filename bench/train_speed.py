@@ -22,7 +22,7 @@ from common import report
 from rich.table import Table
 
 from ganport.data import load_dataset
-from ganport.reference import SeedStyleGan
+from ganport.lecture import SeedStyleGan
 from ganport.run import TrainConfig
 from ganport.train import MAX_CHUNK, GanTrainer
 

@@ -373,9 +373,23 @@ def evaluate(
             console.print(f"json: {evaluation.write_json(report, json_path)}", markup=False)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point. typer draws usage errors in a multi-line box; here they are one line too, exit 2."""
+    try:
+        code = app(prog_name="ganport", standalone_mode=False)
+    except typer.TyperException as error:
+        context = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":  # `ganport` alone: the help text is the answer
+            error.show()
+        else:
+            command = context.command_path if context is not None else "ganport"
+            message = error.format_message().rstrip(".")
+            console.print(f"[red]error:[/red] {escape(message)}; see `{command} --help`.")
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        sys.exit(FAILURE_EXIT)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -128,7 +128,7 @@ class RunFolder:
 
         flock is released by the kernel when the process dies, so kill -9 never leaves the folder locked.
         """
-        with output_errors(self.path):
+        with output_errors(self.path, "--out"):
             self.path.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:

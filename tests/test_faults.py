@@ -409,3 +409,13 @@ def test_sigterm_during_a_long_sample_leaves_no_temporary(tmp_path):
     assert process.returncode == 143, stderr
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert leftovers(tmp_path) == []
+
+
+def test_the_console_command_prints_usage_errors_as_one_line():
+    command = [sys.executable, "-m", "ganport.cli", "train", "--iterations", "0"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: Invalid value for '--iterations': Input should be greater than or equal to 1; "
+        "see `ganport train --help`."
+    ], result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ganport.reference import SeedStyleGan
+from ganport.lecture import SeedStyleGan
 
 
 def snapshot(model) -> list[np.ndarray]:
