@@ -73,26 +73,26 @@ def _writer_alive(temporary: Path) -> bool:
     return True
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete temporaries of `path` left by processes that died (kill -9, power loss) before renaming them."""
+def _remove_dead_writers(candidates: Iterator[Path]) -> list[Path]:
     removed = []
-    for leftover in path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMPORARY_MARK}{glob.escape(path.suffix)}"):
-        if not _writer_alive(leftover):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-                removed.append(leftover)
-    return removed
-
-
-def remove_stale_temporaries_in(folder: Path) -> list[Path]:
-    """Delete every dead writer's temporary anywhere under `folder` (a run folder at start-up)."""
-    removed = []
-    for leftover in folder.rglob(f".*{_TEMPORARY_MARK}*"):
+    for leftover in candidates:
         if leftover.is_file() and not _writer_alive(leftover):
             with contextlib.suppress(OSError):
                 leftover.unlink()
                 removed.append(leftover)
     return removed
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporaries of `path` left by processes that died (kill -9, power loss) before renaming them."""
+    return _remove_dead_writers(
+        path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMPORARY_MARK}{glob.escape(path.suffix)}")
+    )
+
+
+def remove_stale_temporaries_in(folder: Path) -> list[Path]:
+    """Delete every dead writer's temporary anywhere under `folder` (a run folder at start-up)."""
+    return _remove_dead_writers(folder.rglob(f".*{_TEMPORARY_MARK}*"))
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
@@ -131,14 +131,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomically(path: str | Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
-
-
-def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(data)
-        if temporary.stat().st_size != len(data):
-            raise OutputError(f"cannot write {path}: only part of it reached the disk; write somewhere else.")
-    return Path(path)
 
 
 def _probe(folder: Path, stem: str) -> None:

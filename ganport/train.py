@@ -246,7 +246,9 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
         return _loop(config, run, trainer, manager, stop_requests, console)
 
 
-def _restore(run: RunFolder, manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint, console: Console):
+def _restore(
+    run: RunFolder, manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint, console: Console
+) -> None:
     """Restore the newest checkpoint that reads back whole; a run without one starts again from iteration 0."""
     for path in reversed(manager.checkpoints):
         problem = _unreadable(path)
