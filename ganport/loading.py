@@ -16,19 +16,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ganport.contract import Role, require_role, role_from_shapes
+from ganport.contract import KERAS_SUFFIXES, Role, require_role, role_from_shapes
 from ganport.errors import ModelError
-
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def load_model_file(path: Path) -> Any:
     """Load with Keras 3; a Keras 2 HDF5 file that Keras 3 cannot rebuild (a nested Sequential) loads with tf_keras."""
     if not path.is_file():
         raise ModelError(f"{path} does not exist; pass a run folder or a .keras/.h5 model file.")
-    if path.suffix not in MODEL_SUFFIXES:
+    if path.suffix not in KERAS_SUFFIXES:
         raise ModelError(
-            f"{path} is not a Keras model file ({', '.join(MODEL_SUFFIXES)}); pass a run folder or a saved Keras model."
+            f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}); pass a run folder or a saved Keras model."
         )
     container = "a zip archive" if path.suffix == ".keras" else "an HDF5 file"
     readable = zipfile.is_zipfile(path) if path.suffix == ".keras" else h5py.is_hdf5(path)

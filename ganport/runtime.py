@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ganport.contract import GENERATOR, require_generator_signature, require_images, require_seed
+from ganport.contract import (
+    GENERATOR,
+    KERAS_SUFFIXES,
+    require_generator_signature,
+    require_images,
+    require_seed,
+)
 from ganport.errors import ModelError, RuntimeUnavailableError, UsageError
 from ganport.images import to_uint8
 
@@ -22,7 +28,6 @@ DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEFAULT_BATCH = 4096
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # Reference models committed to the repository's models/ (GANPORT_MODELS overrides, e.g. for an installed copy).
 SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
