@@ -71,7 +71,7 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[s
 
     proto = to_onnx.convert_function(
         serve,
-        spec,
+        [spec],
         {
             "test_accuracy": f"{accuracy:.4f}",
             "epochs": str(epochs),

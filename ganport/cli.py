@@ -330,6 +330,63 @@ def verify(
             )
 
 
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="A .keras/.h5 model file.")],
+    format: Annotated[
+        _choice(FORMATS) | None,
+        typer.Option("--format", "-f", help="The format the exit status is for [default: every format]."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Report what each layer becomes in ONNX, DL4J and Keras, then one verdict per format; exit 1 if any asked-for
+    format cannot be written."""
+    with reported_errors():
+        import_tensorflow_quietly()
+        import json
+
+        from rich.table import Table
+
+        from ganport.compatibility import inspect_model
+
+        report = inspect_model(model)
+        wanted = [format] if format else list(FORMATS)
+        if as_json:
+            print(json.dumps(report.as_dict(), indent=2))
+        else:
+            signature = ", ".join(f"{item['name']} {item['shape']} {item['dtype']}" for item in report.inputs)
+            table = Table(
+                title=f"{model}: {report.role or 'not exportable'} ({signature} -> {', '.join(report.outputs)})"
+            )
+            for column in ("layer", "class", "output shape", "params", "ONNX", "DL4J"):
+                table.add_column(column, justify="right" if column == "params" else "left")
+            for layer in report.layers:
+                dl4j = (
+                    "no: " + layer.dl4j_problem
+                    if layer.dl4j_problem
+                    else "yes" + (f" ({layer.dl4j_rewrite})" if layer.dl4j_rewrite else "")
+                )
+                table.add_row(
+                    layer.name,
+                    layer.kind,
+                    str(layer.output_shape),
+                    str(layer.parameters),
+                    "no: " + escape(layer.supported) if layer.supported else "yes",
+                    escape(dl4j),
+                )
+            Console().print(table)
+            for name in wanted:
+                reasons = report.verdicts[name]
+                verdict = "ok" if not reasons else "cannot be written: " + "; ".join(reasons)
+                Console(highlight=False).print(f"{name}: {escape(verdict)}")
+        blocked = [name for name in wanted if report.verdicts[name]]
+        if blocked:
+            raise GanportError(
+                f"{model} cannot be exported to {', '.join(blocked)}: "
+                + "; ".join(dict.fromkeys(reason for name in blocked for reason in report.verdicts[name]))
+            )
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A generator: .onnx (onnxruntime) or .keras/.h5 (TensorFlow).")],

@@ -34,6 +34,9 @@ class Role:
 GENERATOR = Role("generator", "z", "image", "noise [batch, latent] -> images [batch, height, width, 1]")
 DISCRIMINATOR = Role("discriminator", "image", "validity", "images [batch, height, width(, 1)] -> validity [batch, 1]")
 ROLES = (GENERATOR, DISCRIMINATOR)
+# A conditional model's class input (integer, [batch, 1]) and an auxiliary classifier's second output (ACGAN).
+LABEL_INPUT = "label"
+CLASS_OUTPUT = "class_probabilities"
 
 
 def role_from_shapes(input_shape: Sequence, output_shape: Sequence) -> Role | None:

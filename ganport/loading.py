@@ -65,13 +65,13 @@ def _saved_by_keras2(path: Path) -> bool:
     return (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
 
 
-def shapes(model: Any) -> tuple[list, list]:
-    """The first input's and first output's shapes, batch axis included (as None)."""
-    return list(model.inputs[0].shape), list(model.outputs[0].shape)
+def shapes(model: Any) -> tuple[list[list], list[list]]:
+    """Every input's and every output's shape, batch axis included (as None)."""
+    return [list(tensor.shape) for tensor in model.inputs], [list(tensor.shape) for tensor in model.outputs]
 
 
 def role_of(model: Any) -> Role:
-    input_shape, output_shape = shapes(model)
+    input_shape, output_shape = (found[0] for found in shapes(model))
     role = role_from_shapes(input_shape, output_shape)
     if role is None:
         raise ModelError(
@@ -84,10 +84,18 @@ def role_of(model: Any) -> Role:
 def load_as(path: Path, role: Role) -> Any:
     """Load `path` and refuse it unless it plays `role` (a discriminator saved as generator.keras, say)."""
     model = load_model_file(path)
-    require_role(str(path), role, *shapes(model))
+    require_role(str(path), role, *(found[0] for found in shapes(model)))
     return model
 
 
 def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """Inference-mode output of a Keras 2 or Keras 3 model."""
+    """Inference-mode output of a single-input, single-output Keras 2 or Keras 3 model."""
     return np.asarray(model(tf.constant(inputs), training=False))
+
+
+def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order, each cast to its input's dtype
+    (test-vector files store class labels as floats, as DL4J reads them)."""
+    tensors = [tf.cast(tf.constant(array), tensor.dtype) for array, tensor in zip(inputs, model.inputs, strict=True)]
+    outputs = model(tensors if len(tensors) > 1 else tensors[0], training=False)
+    return [np.asarray(output) for output in (outputs if isinstance(outputs, list | tuple) else [outputs])]

@@ -1,10 +1,15 @@
-"""The lecture's generator and discriminator, as flat Keras 3 Sequential models.
+"""The lecture's generator and discriminator, as flat Keras 3 Sequential models, and Keras-GAN's DCGAN and CGAN.
 
 The lecture wraps each Sequential in a functional Model; ganport keeps them flat because DL4J cannot import a model
-that nests another, and the layers, shapes and initialisers are otherwise exactly the lecture's.
+that nests another, and the layers, shapes and initialisers are otherwise exactly the lecture's. The DCGAN and CGAN
+builders take the Keras module (keras, or tf_keras for files saved the lecture's Keras 2 way) and build the
+architectures as Keras-GAN's dcgan.py and cgan.py write them, the conditional ones as functional models.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
 
 import keras
 from keras import layers
@@ -43,6 +48,88 @@ def build_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE) -> keras.Seq
         model.add(layers.LeakyReLU(negative_slope=LEAKY_SLOPE))
     model.add(layers.Dense(1, activation="sigmoid"))
     return model
+
+
+CLASSES = 10
+DCGAN_DROPOUT = 0.25
+CGAN_DROPOUT = 0.4
+
+
+def build_dcgan_generator(latent_dim: int = LATENT_DIM, module: ModuleType = keras) -> Any:
+    """Dense(128*7*7, relu) -> Reshape(7, 7, 128) -> BN -> [UpSampling2D -> Conv2D(n, 3) -> relu -> BN] for n = 128,
+    64 -> Conv2D(1, 3) -> tanh; every BN with momentum 0.8."""
+    k = module.layers
+    model = module.Sequential(name="generator")
+    model.add(module.Input(shape=(latent_dim,), name="z"))
+    model.add(k.Dense(128 * 7 * 7, activation="relu"))
+    model.add(k.Reshape((7, 7, 128)))
+    model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    for filters in (128, 64):
+        model.add(k.UpSampling2D())
+        model.add(k.Conv2D(filters, kernel_size=3, padding="same"))
+        model.add(k.Activation("relu"))
+        model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    model.add(k.Conv2D(1, kernel_size=3, padding="same"))
+    model.add(k.Activation("tanh"))
+    return model
+
+
+def build_dcgan_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE, module: ModuleType = keras) -> Any:
+    """Conv2D 32/64/128 (stride 2) and 256 (stride 1), each with LeakyReLU(0.2) and Dropout(0.25), BN(0.8) after the
+    second and third, ZeroPadding after the second, then Flatten -> Dense(1, sigmoid)."""
+    k = module.layers
+    model = module.Sequential(name="discriminator")
+    model.add(module.Input(shape=image_shape, name="image"))
+    for filters, strides in ((32, 2), (64, 2), (128, 2), (256, 1)):
+        model.add(k.Conv2D(filters, kernel_size=3, strides=strides, padding="same"))
+        if filters == 64:
+            model.add(k.ZeroPadding2D(padding=((0, 1), (0, 1))))
+        model.add(k.LeakyReLU(LEAKY_SLOPE))
+        model.add(k.Dropout(DCGAN_DROPOUT))
+        if filters in (64, 128):
+            model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    model.add(k.Flatten())
+    model.add(k.Dense(1, activation="sigmoid"))
+    return model
+
+
+def build_cgan_generator(latent_dim: int = LATENT_DIM, classes: int = CLASSES, module: ModuleType = keras) -> Any:
+    """noise * Flatten(Embedding(classes, latent)(label)) -> the lecture's MLP generator, nested as Keras-GAN does."""
+    k = module.layers
+    mlp = module.Sequential(name="mlp_generator")
+    mlp.add(module.Input(shape=(latent_dim,)))
+    for units in HIDDEN_UNITS_GENERATOR:
+        mlp.add(k.Dense(units))
+        mlp.add(k.LeakyReLU(LEAKY_SLOPE))
+        mlp.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    mlp.add(k.Dense(IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2], activation="tanh"))
+    mlp.add(k.Reshape(IMAGE_SHAPE))
+    noise = module.Input(shape=(latent_dim,), name="z")
+    label = module.Input(shape=(1,), dtype="int32", name="label")
+    embedded = k.Flatten()(k.Embedding(classes, latent_dim)(label))
+    return module.Model([noise, label], mlp(k.Multiply()([noise, embedded])), name="generator")
+
+
+def build_cgan_discriminator(
+    image_shape: tuple[int, ...] = IMAGE_SHAPE, classes: int = CLASSES, module: ModuleType = keras
+) -> Any:
+    """Flatten(image) * Flatten(Embedding(classes, pixels)(label)) -> Dense 512 x 3 with LeakyReLU(0.2), Dropout(0.4)
+    after the second and third -> Dense(1, sigmoid)."""
+    k = module.layers
+    pixels = image_shape[0] * image_shape[1] * image_shape[2]
+    mlp = module.Sequential(name="mlp_discriminator")
+    mlp.add(module.Input(shape=(pixels,)))
+    for index in range(3):
+        mlp.add(k.Dense(512))
+        mlp.add(k.LeakyReLU(LEAKY_SLOPE))
+        if index:
+            mlp.add(k.Dropout(CGAN_DROPOUT))
+    mlp.add(k.Dense(1, activation="sigmoid"))
+    image = module.Input(shape=image_shape, name="image")
+    label = module.Input(shape=(1,), dtype="int32", name="label")
+    embedded = k.Flatten()(k.Embedding(classes, pixels)(label))
+    validity = mlp(k.Multiply()([k.Flatten()(image), embedded]))
+    return module.Model([image, label], validity, name="discriminator")
 
 
 def latent_dim_of(generator: keras.Model) -> int:

@@ -5,7 +5,8 @@ Kept free of TensorFlow and onnxruntime so that every backend (Keras, onnxruntim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,6 +69,29 @@ def compare(model: str, backend: str, reference: np.ndarray, candidate: np.ndarr
         return Comparison(model, backend, float("inf"), float("inf"), atol)
     relative = difference / np.maximum(np.abs(reference), RELATIVE_FLOOR)
     return Comparison(model, backend, float(difference.max()), float(relative.max()), atol)
+
+
+def compare_outputs(
+    model: str,
+    backend: str,
+    names: Sequence[str],
+    references: Sequence[np.ndarray],
+    candidates: Sequence[np.ndarray],
+    atol: float,
+) -> Comparison:
+    """Compare every output of a model; the worst one is reported, named when there are several."""
+    if len(references) != len(candidates):
+        raise ParityError(
+            f"{model} [{backend}]: {len(candidates)} outputs, expected {len(references)} ({', '.join(names)})."
+        )
+    comparisons = [
+        compare(model, backend, reference, candidate, atol)
+        for reference, candidate in zip(references, candidates, strict=True)
+    ]
+    worst = max(range(len(comparisons)), key=lambda index: comparisons[index].max_abs_diff)
+    if len(comparisons) == 1:
+        return comparisons[0]
+    return replace(comparisons[worst], note=f"worst of {len(names)} outputs: {names[worst]}")
 
 
 def require_all(comparisons: list[Comparison]) -> None:

@@ -13,16 +13,17 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ganport.contract import describe, role_from_shapes, role_named_by
+from ganport.contract import LABEL_INPUT, describe, role_from_shapes, role_named_by
 from ganport.errors import GanportError
 from ganport.export.to_h5 import TEST_VECTORS_SUFFIX
-from ganport.parity import VERIFY_ATOL, Comparison, compare
+from ganport.parity import VERIFY_ATOL, Comparison, compare_outputs
 from ganport.run import RunFolder
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
@@ -82,13 +83,29 @@ def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None]
         return json.loads(report_path.read_text())
 
 
-def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class VectorFile:
+    """A test-vector file's inputs (by name, in the model's order) and the Keras predictions (by output name)."""
+
+    inputs: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]
+
+    @property
+    def main_input(self) -> str:
+        """The noise or image input: the one that is not a class label."""
+        return next(name for name in self.inputs if name != LABEL_INPUT)
+
+
+def _read_vectors(path: Path) -> VectorFile:
     try:
         with h5py.File(path, "r") as archive:
-            input_name = json.loads(archive.attrs["inputs"])["inputs"][0]
-            output_name = json.loads(archive.attrs["outputs"])["outputs"][0]
-            return archive["inputs"][input_name][()], archive["predictions"][output_name][()]
-    except (OSError, KeyError, IndexError, ValueError) as error:
+            inputs = json.loads(archive.attrs["inputs"])["inputs"]
+            outputs = json.loads(archive.attrs["outputs"])["outputs"]
+            return VectorFile(
+                {name: archive["inputs"][name][()] for name in inputs},
+                {name: archive["predictions"][name][()] for name in outputs},
+            )
+    except (OSError, KeyError, IndexError, ValueError, StopIteration) as error:
         raise VerifyError(
             f"{path} is not a ganport test-vector file ({error}); re-export with `ganport export --format h5`."
         ) from error
@@ -118,7 +135,7 @@ def verify(
     import keras
 
     from ganport.export import to_onnx
-    from ganport.loading import load_keras2, predict, shapes
+    from ganport.loading import load_keras2, predict_all, shapes
 
     folder, run_folder = export_folder(Path(source), log)
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
@@ -129,25 +146,23 @@ def verify(
     comparisons: list[Comparison] = []
     for vectors in vector_files:
         stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
-        inputs, expected = _read_vectors(vectors)
+        expected = _read_vectors(vectors)
+        arrays = list(expected.inputs.values())
         keras_file = next(
             (p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras") if p.is_file()), None
         )
         if keras_file is not None:
             live = keras.saving.load_model(keras_file, compile=False)
-            comparisons.append(
-                _checked(stem, "keras", *shapes(live), inputs, expected, atol, partial(predict, live, inputs))
-            )
+            run_keras = partial(predict_all, live, arrays)
+            comparisons.append(_checked(stem, "keras", *shapes(live), expected, atol, run_keras))
         onnx_file = folder / f"{stem}.onnx"
         if onnx_file.is_file():
-            run_onnx = partial(to_onnx.run, onnx_file, inputs)
-            comparisons.append(
-                _checked(stem, "onnxruntime", *to_onnx.shapes(onnx_file), inputs, expected, atol, run_onnx)
-            )
+            run_onnx = partial(to_onnx.run_all, onnx_file, expected.inputs, list(expected.predictions))
+            comparisons.append(_checked(stem, "onnxruntime", *to_onnx.shapes(onnx_file), expected, atol, run_onnx))
         if (folder / f"{stem}.h5").is_file():
             reloaded = load_keras2(folder / f"{stem}.h5")
-            run_h5 = partial(predict, reloaded, inputs)
-            comparisons.append(_checked(stem, "tf_keras h5", *shapes(reloaded), inputs, expected, atol, run_h5))
+            run_h5 = partial(predict_all, reloaded, arrays)
+            comparisons.append(_checked(stem, "tf_keras h5", *shapes(reloaded), expected, atol, run_h5))
         if dl4j:
             comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), atol))
     return comparisons
@@ -156,24 +171,29 @@ def verify(
 def _checked(
     stem: str,
     backend: str,
-    input_shape: list,
-    output_shape: list,
-    inputs: np.ndarray,
-    expected: np.ndarray,
+    input_shapes: list[list],
+    output_shapes: list[list],
+    expected: VectorFile,
     atol: float,
-    run: Callable[[], np.ndarray],
+    run: Callable[[], list[np.ndarray]],
 ) -> Comparison:
     """Compare a backend's model with the test vectors, or report why it cannot be: a model that takes other inputs
     than the vectors hold, or whose role contradicts its file name (a discriminator saved as generator.h5)."""
-    role, named = role_from_shapes(input_shape, output_shape), role_named_by(stem)
+    held = [list(array.shape) for array in expected.inputs.values()]
+    main_shape = (
+        input_shapes[list(expected.inputs).index(expected.main_input)] if len(held) == len(input_shapes) else []
+    )
+    shown = describe(main_shape or input_shapes[0], output_shapes[0])
+    role, named = role_from_shapes(main_shape, output_shapes[0]), role_named_by(stem)
     problem = None
-    if tuple(input_shape[1:]) != inputs.shape[1:]:
-        problem = f"model maps {describe(input_shape, output_shape)} but the test vectors hold {list(inputs.shape)}"
+    if [list(shape[1:]) for shape in input_shapes] != [shape[1:] for shape in held]:
+        problem = f"model maps {shown} but the test vectors hold {', '.join(map(str, held))}"
     elif named is not None and role is not named:
-        problem = f"named {named.name} but maps {describe(input_shape, output_shape)}"
+        problem = f"named {named.name} but maps {shown}"
     if problem is not None:
         return Comparison(stem, backend, float("inf"), float("inf"), atol, note=f"{problem}; re-export it")
-    return compare(stem, backend, expected, run(), atol)
+    names = list(expected.predictions)
+    return compare_outputs(stem, backend, names, list(expected.predictions.values()), run(), atol)
 
 
 def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Comparison]:

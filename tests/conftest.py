@@ -49,3 +49,22 @@ def exported(short_run, tmp_path_factory) -> dict[str, list]:
 
     out = tmp_path_factory.mktemp("export")
     return {fmt: export(short_run, fmt, out, log=lambda line: None) for fmt in ("onnx", "h5", "keras")}
+
+
+@pytest.fixture(scope="session")
+def conversions(tmp_path_factory) -> dict:
+    """(model, way) -> {"source": path, "out": folder, format: ExportedFile}: every zoo model, saved the Keras 3 way
+    and the lecture's, exported in every format (one folder of exports per way)."""
+    import zoo
+
+    from ganport.export import export
+
+    results = {}
+    for way, save in zoo.WAYS.items():
+        sources, out = tmp_path_factory.mktemp(f"{way}-sources"), tmp_path_factory.mktemp(f"{way}-exports")
+        for name in zoo.MODELS:
+            source = save(name, sources)
+            results[name, way] = {"source": source, "out": out}
+            for fmt in ("onnx", "h5", "keras"):
+                (results[name, way][fmt],) = export(source, fmt, out, log=lambda line: None)
+    return results

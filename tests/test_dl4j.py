@@ -36,7 +36,7 @@ def test_java_check_junit_suite_passes_on_models_ganport_exports_in_the_same_bui
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "Tests run: 3, Failures: 0, Errors: 0, Skipped: 0" in output
+    assert "Tests run: 6, Failures: 0, Errors: 0, Skipped: 0" in output
     assert "generator [dl4j]: max abs diff" in output and "not DL4J-importable: Keras major version" in output
 
 
@@ -87,6 +87,36 @@ def _dataset_names(group: h5py.Group) -> list[str]:
     names: list[str] = []
     group.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
     return names
+
+
+@pytest.mark.parametrize("way", ["keras3", "lecture"])
+def test_conv_conditional_and_two_output_models_import_into_dl4j_with_parity(conversions, way):
+    import zoo
+
+    folder = conversions["dcgan_generator", way]["out"]
+    comparisons = verify(folder, log=lambda line: None)
+    assert {c.model for c in comparisons} == set(zoo.MODELS)
+    for backend in ("keras", "onnxruntime", "tf_keras h5", "dl4j", "dl4j layers"):
+        assert {c.model for c in comparisons if c.backend == backend} == set(zoo.MODELS), backend
+    for comparison in comparisons:
+        assert comparison.passed and comparison.max_abs_diff <= VERIFY_ATOL, comparison.line()
+
+
+def test_dl4j_writes_a_png_grid_from_an_imported_conditional_generator(conversions, tmp_path):
+    from PIL import Image
+
+    model = conversions["cgan_generator", "lecture"]["h5"].path
+    script = java_check_dir() / "sample-grid"
+    result = subprocess.run([script, model, tmp_path / "grid.png", "6", "1", "3,5,8"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "grid.png").size == (6 * 28, 3 * 28)
+    refused = subprocess.run(
+        [script, conversions["dcgan_generator", "lecture"]["h5"].path, tmp_path / "x.png", "4", "0", "7"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "not a conditional generator" in refused.stderr
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema"])

@@ -11,7 +11,7 @@ from ganport.errors import QualityGateError, UsageError
 from ganport.evaluate import score_generator
 from ganport.export import ExportOptions, export
 from ganport.export.fold import fold_batch_norm
-from ganport.export.layers import build_sequential, read_layers
+from ganport.export.graph import build, read_graph
 
 
 def quiet(line: str) -> None:
@@ -50,12 +50,11 @@ def test_folding_is_exact_up_to_float_rounding(center, scale):
     )
     batch_norm = model.layers[2]
     batch_norm.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32) for w in batch_norm.get_weights()])
-    specs = read_layers(model)
-    folded = fold_batch_norm(specs)
-    assert [spec.kind for spec in folded] == ["Dense", "LeakyReLU", "Dense"]
+    folded = fold_batch_norm(read_graph(model))
+    assert [spec.kind for spec in folded.layers] == ["Dense", "LeakyReLU", "Dense"]
     x = rng.standard_normal((64, 20)).astype(np.float32)
     expected = model(x, training=False).numpy()
-    actual = build_sequential(folded, (20,), "folded", keras)(x, training=False).numpy()
+    actual = build(folded, keras)(x, training=False).numpy()
     np.testing.assert_allclose(actual, expected, atol=2e-5)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ganport.contract import GENERATOR
 from ganport.errors import UsageError
 from ganport.export.formats import FORMATS
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
 from ganport.files import ensure_writable_folder
-from ganport.loading import predict
+from ganport.loading import predict_all
 
 
 def _target(source: SourceModel, fmt: str, out: Path, single: bool, precision: str) -> Path:
@@ -61,7 +62,13 @@ def export(
     for item in sources:
         model_inputs = inputs[item.role.name]
         target = _target(item, fmt, out_path, single=single, precision=options.precision)
-        job = Job(item, target, model_inputs, predict(item.keras_model, model_inputs), options, log)
+        if options.precision != FULL_PRECISION and (item.conditional or item.role is not GENERATOR):
+            raise UsageError(
+                f"--precision {options.precision} is quality-gated by scoring samples of an unconditional generator; "
+                f"{item.origin} is not one. Export it in {FULL_PRECISION}."
+            )
+        reference = predict_all(item.keras_model, list(model_inputs.values()))
+        job = Job(item, target, model_inputs, reference, options, log)
         exported.append(FORMATS[fmt].write(job))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported

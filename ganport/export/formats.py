@@ -22,6 +22,7 @@ class Format:
     writer_module: str
     summary: str
     roles: tuple[str, ...]  # the roles a run folder exports in this format
+    for_dl4j: bool = False  # written for DL4J's Keras import, so limited to what it reads exactly
 
     @property
     def write(self) -> Callable[[Job], ExportedFile]:
@@ -32,7 +33,7 @@ FORMATS: dict[str, Format] = {
     format.name: format
     for format in (
         Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",)),
-        Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator")),
+        Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator"), True),
         Format("keras", ".keras", "ganport.export.to_keras", "native Keras 3", ("generator", "discriminator")),
     )
 }

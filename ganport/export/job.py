@@ -11,7 +11,7 @@ import numpy as np
 
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel
-from ganport.parity import Comparison
+from ganport.parity import Comparison, compare_outputs, require_all
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,22 @@ class Job:
 
     item: SourceModel
     target: Path
-    inputs: np.ndarray
-    reference: np.ndarray
+    inputs: dict[str, np.ndarray]  # by input name, in the model's input order
+    reference: list[np.ndarray]  # the Keras model's outputs on `inputs`, in output order
     options: ExportOptions
     log: Callable[[str], None]
+
+    @property
+    def input_list(self) -> list[np.ndarray]:
+        return list(self.inputs.values())
+
+    def compare(self, backend: str, outputs: list[np.ndarray]) -> Comparison:
+        """This file's outputs against the Keras model's, within the precision's bound; raises when outside it."""
+        comparison = compare_outputs(
+            self.item.stem, backend, self.item.output_names, self.reference, outputs, self.atol
+        )
+        require_all([comparison])
+        return comparison
 
     @property
     def atol(self) -> float:

@@ -1,25 +1,28 @@
-"""The layer registry: one converter per supported layer type, each a reader and a builder.
+"""The layer registry: one converter per supported layer class, each a reader, a builder and DL4J's verdict.
 
 A reader turns a Keras 2 (tf_keras) or Keras 3 layer into framework-neutral options; a builder makes the layer
 again in either framework. Keras 2 is the last format Deeplearning4j imports, and Keras 3 cannot load a Keras 2
 model that nests a Sequential (the lecture's way), so ganport rebuilds models in both directions through here.
+What DL4J 1.0.0-M2.1 reads of each layer comes from its source (../shared/research/dl4j-conv-and-graph-import.md):
+`dl4j_problem` says why a layer cannot be imported with the same numbers, `dl4j_rewrite` what ganport writes so it can.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ganport.errors import ModelError, UnsupportedLayerError
+from ganport.errors import UnsupportedLayerError
 
-# Activations DL4J's Keras import maps to its own (KerasActivationUtils).
+# Activations DL4J's Keras import maps to its own (KerasActivationUtils), under their Keras names.
 DL4J_ACTIVATIONS = (
     "linear",
     "relu",
+    "relu6",
     "sigmoid",
     "tanh",
     "softmax",
@@ -27,64 +30,223 @@ DL4J_ACTIVATIONS = (
     "selu",
     "softplus",
     "softsign",
-    "hard_sigmoid",
+    "swish",
 )
+# Keras 3 renamed swish to silu; Keras 2 and DL4J know it as swish.
+_KERAS2_ACTIVATION_NAMES = {"silu": "swish"}
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer, independent of the Keras version that made it."""
+    """One layer, independent of the Keras version that made it; `inbound` names the layers (or inputs) it reads."""
 
     kind: str
     name: str
     options: dict[str, Any]
     weights: list[np.ndarray]
+    inbound: tuple[str, ...] = ()
+
+
+# (options, layer name, keras or tf_keras) -> a layer
+Builder = Callable[[dict[str, Any], str, ModuleType], Any]
 
 
 @dataclass(frozen=True)
 class Converter:
     read: Callable[[Any], dict[str, Any]]
-    build: Callable[[dict[str, Any], str, ModuleType], Any]
+    build: Builder
+    dl4j_problem: Callable[[dict[str, Any]], str | None] = field(default=lambda options: None)
+    dl4j_rewrite: str = ""
+    merges: bool = False  # takes a list of tensors (Add, Multiply, Concatenate)
 
 
 _CONVERTERS: dict[str, Converter] = {}
 
 
-def register(
-    kind: str, read: Callable[[Any], dict[str, Any]], build: Callable[[dict[str, Any], str, ModuleType], Any]
-) -> None:
+def register(kind: str, converter: Converter) -> None:
     """Register the converter for one layer class; a second registration for the same class is an error."""
     if kind in _CONVERTERS:
         raise ValueError(f"A converter for {kind} is already registered.")
-    _CONVERTERS[kind] = Converter(read, build)
+    _CONVERTERS[kind] = converter
+
+
+def converter(kind: str) -> Converter:
+    return _CONVERTERS[kind]
 
 
 def supported_layers() -> list[str]:
     return sorted(_CONVERTERS)
 
 
-def _activation(layer: Any) -> str:
+def is_keras2(module: ModuleType) -> bool:
+    return module.__name__.startswith("tf_keras")
+
+
+def refuse(layer: Any, reason: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(f"{type(layer).__name__} {layer.name!r} {reason}")
+
+
+def _activation_option(layer: Any) -> str:
+    import keras
+
     name = getattr(layer.activation, "__name__", str(layer.activation))
-    if name not in DL4J_ACTIVATIONS:
-        raise UnsupportedLayerError(
-            f"Layer {layer.name!r} uses activation {name!r}, which DL4J cannot import; "
-            f"supported activations: {', '.join(DL4J_ACTIVATIONS)}."
-        )
+    try:
+        keras.activations.get(name)
+    except ValueError as error:
+        raise refuse(layer, f"uses activation {name!r}, which is not a built-in Keras activation.") from error
     return name
 
 
-def _is_keras2(module: ModuleType) -> bool:
-    return module.__name__.startswith("tf_keras")
+def _activation_problem(options: dict[str, Any]) -> str | None:
+    name = options.get("activation", "linear")
+    if _KERAS2_ACTIVATION_NAMES.get(name, name) not in DL4J_ACTIVATIONS:
+        return f"activation {name!r} is not one DL4J imports ({', '.join(DL4J_ACTIVATIONS)})"
+    return None
+
+
+def _keras_activation(options: dict[str, Any], module: ModuleType) -> dict[str, Any]:
+    if "activation" in options and is_keras2(module):
+        return {**options, "activation": _KERAS2_ACTIVATION_NAMES.get(options["activation"], options["activation"])}
+    return options
+
+
+def _channels_last(layer: Any) -> None:
+    data_format = getattr(layer, "data_format", "channels_last")
+    if data_format != "channels_last":
+        raise refuse(
+            layer,
+            f"uses data_format={data_format!r}; ganport converts channels_last models only (DL4J's importer flips "
+            "channels_first layers of TensorFlow models). Rebuild the model with channels_last.",
+        )
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(side) for side in value)
+
+
+def _pairs(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """ZeroPadding2D / Cropping2D amounts in their most explicit form: ((top, bottom), (left, right))."""
+    if isinstance(value, int):
+        return ((value, value), (value, value))
+    first, second = value
+    as_pair = (lambda side: (int(side), int(side))) if isinstance(first, int) else (lambda side: tuple(map(int, side)))
+    return (as_pair(first), as_pair(second))
+
+
+# --- dense and activations -----------------------------------------------------------------------------------------
+
+
+def _read_dense(layer: Any) -> dict[str, Any]:
+    return {"units": int(layer.units), "activation": _activation_option(layer), "use_bias": bool(layer.use_bias)}
+
+
+def _leaky_relu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    # Keras 2 (and DL4J) know only `alpha`; Keras 3 renamed it `negative_slope`.
+    slope = options["slope"]
+    if is_keras2(module):
+        return module.layers.LeakyReLU(alpha=slope, name=name)
+    return module.layers.LeakyReLU(negative_slope=slope, name=name)
+
+
+def _read_relu(layer: Any) -> dict[str, Any]:
+    max_value = getattr(layer, "max_value", None)
+    return {
+        "max_value": None if max_value is None else float(max_value),
+        "negative_slope": float(layer.negative_slope),
+        "threshold": float(layer.threshold),
+    }
+
+
+def _relu_problem(options: dict[str, Any]) -> str | None:
+    if options["negative_slope"] or options["threshold"]:
+        return "DL4J's ReLU reads max_value only (negative_slope and threshold would be lost); use LeakyReLU"
+    return None
+
+
+register(
+    "Dense",
+    Converter(
+        _read_dense,
+        lambda options, name, module: module.layers.Dense(name=name, **_keras_activation(options, module)),
+        _activation_problem,
+    ),
+)
+register(
+    "LeakyReLU",
+    Converter(
+        lambda layer: {"slope": float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))},
+        _leaky_relu,
+        dl4j_rewrite="alpha written (DL4J ignores negative_slope)",
+    ),
+)
+register(
+    "ReLU",
+    Converter(
+        _read_relu,
+        lambda options, name, module: module.layers.ReLU(name=name, **options),
+        _relu_problem,
+    ),
+)
+register(
+    "Activation",
+    Converter(
+        lambda layer: {"activation": _activation_option(layer)},
+        lambda options, name, module: module.layers.Activation(name=name, **_keras_activation(options, module)),
+        _activation_problem,
+    ),
+)
+register(
+    "Dropout",
+    Converter(
+        lambda layer: {"rate": float(layer.rate)},
+        lambda options, name, module: module.layers.Dropout(name=name, **options),
+        dl4j_rewrite="inert",
+    ),
+)
+register(
+    "SpatialDropout2D",
+    Converter(
+        lambda layer: {"rate": float(layer.rate)},
+        lambda options, name, module: module.layers.SpatialDropout2D(name=name, **options),
+        dl4j_rewrite="inert",
+    ),
+)
+
+# --- shape ---------------------------------------------------------------------------------------------------------
+
+
+def _reshape_problem(options: dict[str, Any]) -> str | None:
+    if len(options["target_shape"]) == 2:
+        return "DL4J cannot reshape to rank 3 (DL4J issue 8846)"
+    return None
+
+
+register(
+    "Reshape",
+    Converter(
+        lambda layer: {"target_shape": tuple(int(side) for side in layer.target_shape)},
+        lambda options, name, module: module.layers.Reshape(name=name, **options),
+        _reshape_problem,
+        dl4j_rewrite="a preprocessor; a trailing one gives flat outputs",
+    ),
+)
+register(
+    "Flatten",
+    Converter(
+        lambda layer: _channels_last(layer) or {},
+        lambda options, name, module: module.layers.Flatten(name=name),
+        dl4j_rewrite="NHWC preprocessor",
+    ),
+)
+
+# --- normalisation and embedding -----------------------------------------------------------------------------------
 
 
 def _read_batch_normalization(layer: Any) -> dict[str, Any]:
     axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
     rank = len(layer.input.shape)
     if [axis % rank for axis in axes] != [rank - 1]:
-        raise UnsupportedLayerError(
-            f"BatchNormalization {layer.name!r} normalises axis {layer.axis}; "
-            "only the last (feature) axis is supported."
-        )
+        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature, channels_last) axis is supported.")
     return {
         "momentum": float(layer.momentum),
         "epsilon": float(layer.epsilon),
@@ -93,88 +255,172 @@ def _read_batch_normalization(layer: Any) -> dict[str, Any]:
     }
 
 
-def _leaky_relu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
-    # Keras 2 (and DL4J) know only `alpha`; Keras 3 renamed it `negative_slope`.
-    slope = options["slope"]
-    if _is_keras2(module):
-        return module.layers.LeakyReLU(alpha=slope, name=name)
-    return module.layers.LeakyReLU(negative_slope=slope, name=name)
+def _read_embedding(layer: Any) -> dict[str, Any]:
+    shape = layer.input.shape
+    length = int(shape[1]) if len(shape) == 2 and shape[1] is not None else None
+    return {"input_dim": int(layer.input_dim), "output_dim": int(layer.output_dim), "input_length": length}
 
 
-register(
-    "Dense",
-    read=lambda layer: {"units": int(layer.units), "activation": _activation(layer), "use_bias": layer.use_bias},
-    build=lambda options, name, module: module.layers.Dense(name=name, **options),
-)
-register(
-    "LeakyReLU",
-    read=lambda layer: {"slope": float(getattr(layer, "negative_slope", getattr(layer, "alpha", 0.3)))},
-    build=_leaky_relu,
-)
+def _embedding(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    # DL4J needs `input_length` and zeroes row 0 unless `mask_zero` is false; a mask never changes Keras's values,
+    # so false is exact. Keras 3 has no `input_length`.
+    keep = {"input_dim": options["input_dim"], "output_dim": options["output_dim"], "mask_zero": False}
+    if is_keras2(module):
+        keep["input_length"] = options["input_length"]
+    return module.layers.Embedding(name=name, **keep)
+
+
 register(
     "BatchNormalization",
-    read=_read_batch_normalization,
-    build=lambda options, name, module: module.layers.BatchNormalization(name=name, **options),
+    Converter(
+        _read_batch_normalization,
+        lambda options, name, module: module.layers.BatchNormalization(name=name, **options),
+        dl4j_rewrite="center=False written as True, beta 0",
+    ),
 )
 register(
-    "Reshape",
-    read=lambda layer: {"target_shape": tuple(int(side) for side in layer.target_shape)},
-    build=lambda options, name, module: module.layers.Reshape(name=name, **options),
+    "Embedding",
+    Converter(
+        _read_embedding,
+        _embedding,
+        lambda options: None if options["input_length"] else "DL4J needs a fixed sequence length [batch, length]",
+        dl4j_rewrite="input_length, mask_zero=false written",
+    ),
 )
-register("Flatten", read=lambda layer: {}, build=lambda options, name, module: module.layers.Flatten(name=name))
+
+# --- convolution and pooling ---------------------------------------------------------------------------------------
+
+
+def _read_convolution(layer: Any) -> dict[str, Any]:
+    _channels_last(layer)
+    if getattr(layer, "groups", 1) != 1:
+        raise refuse(layer, f"uses groups={layer.groups}; grouped convolutions are not supported.")
+    options = {
+        "filters": int(layer.filters),
+        "kernel_size": _pair(layer.kernel_size),
+        "strides": _pair(layer.strides),
+        "padding": str(layer.padding),
+        "dilation_rate": _pair(layer.dilation_rate),
+        "activation": _activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+    if options["padding"] not in ("same", "valid"):
+        raise refuse(layer, f"uses padding={options['padding']!r}; same and valid are supported.")
+    if type(layer).__name__ == "Conv2DTranspose":
+        padding = getattr(layer, "output_padding", None)
+        options["output_padding"] = None if padding is None else _pair(padding)
+    return options
+
+
+def _transpose_problem(options: dict[str, Any]) -> str | None:
+    if options["output_padding"] is not None:
+        return "DL4J's Deconvolution2D never reads output_padding"
+    if options["dilation_rate"] != (1, 1):
+        return "DL4J's Deconvolution2D import ignores dilation"
+    return _activation_problem(options)
+
+
+def _read_upsampling(layer: Any) -> dict[str, Any]:
+    _channels_last(layer)
+    return {"size": _pair(layer.size), "interpolation": str(layer.interpolation)}
+
+
+def _read_pooling(layer: Any) -> dict[str, Any]:
+    _channels_last(layer)
+    return {"pool_size": _pair(layer.pool_size), "strides": _pair(layer.strides), "padding": str(layer.padding)}
+
+
+def _read_global_pooling(layer: Any) -> dict[str, Any]:
+    _channels_last(layer)
+    return {"keepdims": bool(getattr(layer, "keepdims", False))}
+
+
 register(
-    "Activation",
-    read=lambda layer: {"activation": _activation(layer)},
-    build=lambda options, name, module: module.layers.Activation(name=name, **options),
+    "Conv2D",
+    Converter(
+        _read_convolution,
+        lambda options, name, module: module.layers.Conv2D(name=name, **_keras_activation(options, module)),
+        _activation_problem,
+        dl4j_rewrite="NHWC",
+    ),
 )
 register(
-    "Dropout",
-    read=lambda layer: {"rate": float(layer.rate)},
-    build=lambda options, name, module: module.layers.Dropout(name=name, **options),
+    "Conv2DTranspose",
+    Converter(
+        _read_convolution,
+        lambda options, name, module: module.layers.Conv2DTranspose(name=name, **_keras_activation(options, module)),
+        _transpose_problem,
+        dl4j_rewrite="Deconvolution2D, NHWC",
+    ),
 )
-
-
-def _walk(model: Any) -> Iterator[Any]:
-    for layer in model.layers:
-        if hasattr(layer, "layers"):  # a nested Sequential or functional model, in either Keras
-            yield from _walk(layer)
-        elif type(layer).__name__ != "InputLayer":
-            yield layer
-
-
-def read_layers(model: Any) -> list[LayerSpec]:
-    """The model's layers in order, nested models opened up; every unsupported layer is named in one error."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelError(
-            f"Model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            "ganport exports single-input, single-output chains."
-        )
-    layers = list(_walk(model))
-    unsupported = sorted(
-        {f"{type(layer).__name__} ({layer.name})" for layer in layers if type(layer).__name__ not in _CONVERTERS}
+register(
+    "UpSampling2D",
+    Converter(
+        _read_upsampling,
+        lambda options, name, module: module.layers.UpSampling2D(name=name, **options),
+        lambda options: None if options["interpolation"] == "nearest" else "DL4J upsamples by nearest neighbour only",
+    ),
+)
+register(
+    "ZeroPadding2D",
+    Converter(
+        lambda layer: _channels_last(layer) or {"padding": _pairs(layer.padding)},
+        lambda options, name, module: module.layers.ZeroPadding2D(name=name, **options),
+    ),
+)
+register(
+    "Cropping2D",
+    Converter(
+        lambda layer: _channels_last(layer) or {"cropping": _pairs(layer.cropping)},
+        lambda options, name, module: module.layers.Cropping2D(name=name, **options),
+    ),
+)
+for _pooling in ("MaxPooling2D", "AveragePooling2D"):
+    register(
+        _pooling,
+        Converter(
+            _read_pooling,
+            lambda options, name, module, kind=_pooling: getattr(module.layers, kind)(name=name, **options),
+            dl4j_rewrite="SubsamplingLayer",
+        ),
     )
-    if unsupported:
-        raise UnsupportedLayerError(
-            f"Unsupported layer{'s' if len(unsupported) > 1 else ''} {', '.join(unsupported)}; "
-            f"supported: {', '.join(supported_layers())}."
-        )
-    return [
-        LayerSpec(
-            type(layer).__name__,
-            layer.name,
-            _CONVERTERS[type(layer).__name__].read(layer),
-            [np.asarray(weight) for weight in layer.get_weights()],
-        )
-        for layer in layers
-    ]
+for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+    register(
+        _pooling,
+        Converter(
+            _read_global_pooling,
+            lambda options, name, module, kind=_pooling: getattr(module.layers, kind)(name=name, **options),
+            lambda options: "DL4J does not read keepdims" if options["keepdims"] else None,
+            dl4j_rewrite="GlobalPoolingLayer",
+        ),
+    )
+
+# --- merges --------------------------------------------------------------------------------------------------------
 
 
-def build_sequential(specs: list[LayerSpec], input_shape: tuple[int, ...], name: str, module: ModuleType) -> Any:
-    """A flat Sequential in `module` (keras or tf_keras) with the specs' layers and weights."""
-    model = module.Sequential(name=name)
-    model.add(module.Input(shape=input_shape))
-    for spec in specs:
-        model.add(_CONVERTERS[spec.kind].build(spec.options, spec.name, module))
-    for spec, layer in zip(specs, model.layers, strict=True):
-        layer.set_weights(spec.weights)
-    return model
+def _read_concatenate(layer: Any) -> dict[str, Any]:
+    rank = len(layer.output.shape)
+    if layer.axis % rank != rank - 1:
+        raise refuse(layer, f"concatenates on axis {layer.axis}; only the last (feature) axis is supported.")
+    return {"axis": -1}
+
+
+for _merge in ("Add", "Subtract", "Multiply", "Average", "Maximum"):
+    register(
+        _merge,
+        Converter(
+            lambda layer: {},
+            lambda options, name, module, kind=_merge: getattr(module.layers, kind)(name=name),
+            dl4j_rewrite="ElementWiseVertex",
+            merges=True,
+        ),
+    )
+register(
+    "Concatenate",
+    Converter(
+        _read_concatenate,
+        lambda options, name, module: module.layers.Concatenate(name=name, **options),
+        dl4j_rewrite="MergeVertex",
+        merges=True,
+    ),
+)

@@ -1,7 +1,8 @@
-"""DL4J-importable HDF5: a flat Keras 2 Sequential written with tf_keras, plus a test-vector file.
+"""DL4J-importable HDF5: a flat Keras 2 Sequential or functional model written with tf_keras, plus test vectors.
 
 DL4J 1.0.0-M2.1 refuses Keras 3 files and nested models, and fails on TF2 optimizer configs, so the model is
-rebuilt layer by layer through the registry and saved without its optimizer.
+rebuilt layer by layer through the registry (a chain as a Sequential, which DL4J imports as a MultiLayerNetwork; a
+graph as a functional Model, a ComputationGraph) and saved without its optimizer.
 
 HDF5 files are built in memory and written with plain file I/O: the HDF5 library defers writes to when objects
 are closed, where a full disk becomes "Exception ignored" warnings, a file with zeroed datasets and a crash at exit.
@@ -14,18 +15,21 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ganport.errors import OutputError
+from ganport.errors import OutputError, UnsupportedLayerError
+from ganport.export.graph import Graph, InputSpec, build
 from ganport.export.job import ExportedFile, Job
+from ganport.export.layers import LayerSpec, converter
+from ganport.export.sources import SourceModel
 from ganport.files import atomic_path
-from ganport.loading import load_keras2, predict, tf_keras
-from ganport.parity import compare, require_all
+from ganport.loading import load_keras2, predict_all, tf_keras
 
 # DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
 # hold the input arrays, the predictions and, per layer, the activations.
@@ -38,6 +42,19 @@ def _hdf5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
     with h5py.File(buffer, "w") as archive:
         fill(archive)
     return buffer.getvalue()
+
+
+def _inputs_first(config: dict) -> dict:
+    """A functional config with its InputLayers first, in `input_layers` order: DL4J pairs the input names with the
+    input types in the order the layers list holds them (tf_keras lists them by depth, so a label input can come
+    first), and would give an image input the label's shape."""
+    if config["class_name"] == "Sequential":
+        return config
+    layers = config["config"]["layers"]
+    by_name = {layer["config"]["name"]: layer for layer in layers}
+    inputs = [by_name[name] for name, *_ in config["config"]["input_layers"]]
+    config["config"]["layers"] = inputs + [layer for layer in layers if layer not in inputs]
+    return config
 
 
 def save_model(model_keras2: Any, path: Path) -> Path:
@@ -55,30 +72,121 @@ def save_model(model_keras2: Any, path: Path) -> Path:
                 model_keras2.save(archive, save_format="h5", include_optimizer=False)
             finally:
                 tensorflow_logger.setLevel(level)
+        written = archive.attrs["model_config"]
+        reordered = json.dumps(_inputs_first(json.loads(written)))
+        archive.attrs["model_config"] = reordered if isinstance(written, str) else np.bytes_(reordered)
 
     path.write_bytes(_hdf5_bytes(fill))
     return path
 
 
+def dl4j_graph(item: SourceModel) -> Graph:
+    """The graph DL4J will import with the same numbers: every layer DL4J would misread refused in one error, and
+    the rewrites that keep the numbers applied (BatchNorm center=False becomes center=True with beta 0)."""
+    problems = [
+        f"{spec.kind} ({spec.name}): {problem}"
+        for spec in item.graph.layers
+        if (problem := converter(spec.kind).dl4j_problem(spec.options)) is not None
+    ]
+    problems += dl4j_input_problems(item.graph.inputs)
+    if problems:
+        raise UnsupportedLayerError(
+            f"{item.origin} cannot be written for DL4J 1.0.0-M2.1 without changing its numbers: {'; '.join(problems)}. "
+            "Export it to ONNX (DL4J users can run that with ONNX Runtime for Java), or change these layers."
+        )
+    graph = item.graph.with_layers([_centered(spec) for spec in item.graph.layers])
+    return graph if graph.is_chain else _without_trailing_reshapes(graph)
+
+
+def _without_trailing_reshapes(graph: Graph) -> Graph:
+    """DL4J's graph import maps a Reshape to a preprocessor of the layer after it, so one that is an output cannot be
+    imported at all; the output is written flat ([batch, H*W*C], C order, the same numbers), as DL4J's Sequential
+    import does by itself."""
+    layers = {spec.name: spec for spec in graph.layers}
+    readers = graph.consumers()
+    trailing = {
+        name: layers[name].inbound[0]
+        for name in graph.outputs
+        if name in layers and layers[name].kind == "Reshape" and readers[name] == ["<output>"]
+    }
+    if not trailing:
+        return graph
+    kept = [spec for spec in graph.layers if spec.name not in trailing]
+    return replace(graph, layers=tuple(kept), outputs=tuple(trailing.get(name, name) for name in graph.outputs))
+
+
+def dl4j_input_problems(inputs: Sequence[InputSpec]) -> list[str]:
+    return [
+        f"input {spec.name}: DL4J takes inputs of at most 3 axes after the batch, not {len(spec.shape)}"
+        for spec in inputs
+        if len(spec.shape) > 3
+    ]
+
+
+def _centered(spec: LayerSpec) -> LayerSpec:
+    if spec.kind != "BatchNormalization" or spec.options["center"]:
+        return spec
+    weights = list(spec.weights)
+    weights.insert(1 if spec.options["scale"] else 0, np.zeros_like(weights[-1]))
+    return replace(spec, options={**spec.options, "center": True}, weights=weights)
+
+
+# Fields DL4J reads without a default it would silently apply (../shared/research/dl4j-conv-and-graph-import.md).
+_REQUIRED_FIELDS = {
+    "LeakyReLU": lambda config: isinstance(config.get("alpha"), float),
+    "Embedding": lambda config: config.get("mask_zero") is False and isinstance(config.get("input_length"), int),
+    "Conv2DTranspose": lambda config: config.get("output_padding") is None,
+    "BatchNormalization": lambda config: (
+        config.get("center") is True
+        and isinstance(config.get("momentum"), float)
+        and isinstance(config.get("epsilon"), float)
+    ),
+    "UpSampling2D": lambda config: config.get("interpolation") == "nearest" and isinstance(config.get("size"), list),
+    "InputLayer": lambda config: "batch_input_shape" in config,
+}
+
+
+def check_dl4j_config(path: Path) -> None:
+    """Read the written model's config as DL4J will, and refuse it if a field DL4J needs is missing or wrong."""
+    with h5py.File(path, "r") as archive:
+        version = archive.attrs.get("keras_version")
+        config = json.loads(archive.attrs["model_config"])
+    problems = [] if str(version).startswith("2") else [f"keras_version {version!r} (DL4J needs 2.x)"]
+    for layer in config["config"]["layers"]:
+        kind, fields = layer["class_name"], layer["config"]
+        if kind in ("Sequential", "Functional", "Model"):
+            problems.append(f"{fields.get('name')}: a nested model")
+        elif fields.get("data_format", "channels_last") != "channels_last":
+            problems.append(f"{fields['name']}: data_format {fields['data_format']}")
+        elif kind in _REQUIRED_FIELDS and not _REQUIRED_FIELDS[kind](fields):
+            problems.append(f"{fields['name']}: {kind} config {json.dumps(fields)[:200]}")
+    if problems:
+        raise OutputError(f"cannot write {path} for DL4J: {'; '.join(problems)} (a ganport bug: please report it).")
+
+
 def test_vector_arrays(
-    model_keras2: Any, inputs: np.ndarray, predictions: np.ndarray, input_name: str, output_name: str
+    model_keras2: Any, item: SourceModel, inputs: dict[str, np.ndarray], predictions: list[np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Dataset path -> array: the inputs, the Keras predictions and every layer's activations."""
-    probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in model_keras2.layers])
-    activations = probe(inputs, training=False)
-    arrays = {f"{INPUTS}/{input_name}": inputs, f"{PREDICTIONS}/{output_name}": predictions}
-    for layer, activation in zip(model_keras2.layers, activations, strict=True):
-        arrays[f"{ACTIVATIONS}/{layer.name}"] = np.asarray(activation)
+    layers = [layer for layer in model_keras2.layers if type(layer).__name__ != "InputLayer"]
+    probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in layers])
+    activations = predict_all(probe, list(inputs.values()))
+    arrays = {f"{INPUTS}/{name}": array for name, array in inputs.items()}
+    arrays.update({f"{PREDICTIONS}/{name}": array for name, array in zip(item.output_names, predictions, strict=True)})
+    for layer, activation in zip(layers, activations, strict=True):
+        arrays[f"{ACTIVATIONS}/{layer.name}"] = activation
     return {name: np.asarray(array, np.float32) for name, array in arrays.items()}
 
 
-def save_test_vectors(path: Path, arrays: dict[str, np.ndarray], input_name: str, output_name: str) -> Path:
+def save_test_vectors(
+    path: Path, arrays: dict[str, np.ndarray], input_names: list[str], output_names: list[str]
+) -> Path:
     """Write the arrays in DL4J's convention, then read them back: a file that differs is never kept."""
 
     def fill(archive: h5py.File) -> None:
         # Fixed-length byte strings, as Keras 2 writes model_config: DL4J's Hdf5Archive reads those.
-        archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: [input_name]}))
-        archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: [output_name]}))
+        archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: input_names}))
+        archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: output_names}))
         for name, array in arrays.items():
             archive.create_dataset(name, data=array)
 
@@ -91,15 +199,16 @@ def save_test_vectors(path: Path, arrays: dict[str, np.ndarray], input_name: str
 
 
 def write(job: Job) -> ExportedFile:
-    """The "h5" format: the model file, reloaded and compared, and its test vectors, read back and checked."""
-    item, target, inputs, reference = job.item, job.target, job.inputs, job.reference
-    rebuilt = item.build(tf_keras())
+    """The "h5" format: the model file, checked for DL4J's fields, reloaded and compared, and its test vectors,
+    read back and checked."""
+    item, target = job.item, job.target
+    rebuilt = build(dl4j_graph(item), tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as model_file, atomic_path(vectors) as vectors_file:
         save_model(rebuilt, model_file)
+        check_dl4j_config(model_file)
         reloaded = load_keras2(model_file)
-        comparison = compare(item.stem, "tf_keras h5", reference, predict(reloaded, inputs), job.atol)
-        require_all([comparison])
-        arrays = test_vector_arrays(reloaded, inputs, reference, item.role.input_name, item.role.output_name)
-        save_test_vectors(vectors_file, arrays, item.role.input_name, item.role.output_name)
+        comparison = job.compare("tf_keras h5", predict_all(reloaded, job.input_list))
+        arrays = test_vector_arrays(reloaded, item, job.inputs, job.reference)
+        save_test_vectors(vectors_file, arrays, item.input_names, list(item.output_names))
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)

@@ -1,4 +1,7 @@
-"""The "keras" format: native Keras 3 `.keras` files of the flat rebuilt model, reloaded and compared."""
+"""The "keras" format: native Keras 3 `.keras` files of the rebuilt model, reloaded and compared.
+
+A chain is rebuilt as a flat Sequential, anything else as a functional graph, nested models opened up.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ import keras
 
 from ganport.export.job import ExportedFile, Job
 from ganport.files import atomic_path
-from ganport.loading import predict
-from ganport.parity import compare, require_all
+from ganport.loading import predict_all
 
 
 def write(job: Job) -> ExportedFile:
@@ -15,6 +17,5 @@ def write(job: Job) -> ExportedFile:
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
-        comparison = compare(item.stem, "keras", job.reference, predict(reloaded, job.inputs), job.atol)
-        require_all([comparison])
+        comparison = job.compare("keras", predict_all(reloaded, job.input_list))
     return ExportedFile(target, item.role.name, "keras", comparison)

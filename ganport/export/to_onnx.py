@@ -9,40 +9,74 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import onnx
 import tensorflow as tf
 import tf2onnx
 
 from ganport.export.fold import fold_batch_norm
+from ganport.export.graph import build
 from ganport.export.job import ExportedFile, Job
-from ganport.export.layers import build_sequential
 from ganport.export.precision import PRECISIONS
 from ganport.export.quality import quality_gate
-from ganport.export.sources import export_metadata
+from ganport.export.sources import SourceModel, export_metadata
 from ganport.files import atomic_path
-from ganport.parity import compare, require_all
 
 OPSET = 17
 BATCH_AXIS = "batch"
 
 
-def convert(model: Any, input_name: str, output_name: str, metadata: dict[str, str]) -> onnx.ModelProto:
-    """Convert a single-input Keras model to ONNX with named input/output and a dynamic `batch` axis."""
-    spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32, name=input_name)
+class NearestResize(keras.layers.Layer):
+    """UpSampling2D(nearest) as an image resize: Keras 3 repeats rows and columns (Tile + Reshape in ONNX, in NHWC,
+    with a layout Transpose before each convolution that follows); a resize becomes one ONNX Resize that the
+    converter's Transpose optimiser moves the layout change through. Only traced for conversion, never saved."""
 
-    def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {output_name: model(inputs, training=False)}
+    def __init__(self, size: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.size = size
 
-    return convert_function(serve, spec, metadata)
+    def call(self, images: Any) -> Any:
+        height, width = images.shape[1] * self.size[0], images.shape[2] * self.size[1]
+        # Asymmetric coordinates (source row = floor(row / factor)) repeat rows exactly as UpSampling2D does, and
+        # convert to a plain ONNX Resize (TF's half-pixel default needs a mode onnxruntime deprecates).
+        return tf.raw_ops.ResizeNearestNeighbor(
+            images=images, size=[height, width], align_corners=False, half_pixel_centers=False
+        )
+
+
+ONNX_BUILDERS = {
+    "UpSampling2D": lambda options, name, module: (
+        NearestResize(options["size"], name=name)
+        if options["interpolation"] == "nearest"
+        else module.layers.UpSampling2D(name=name, **options)
+    )
+}
+
+
+def convert_source(model: Any, item: SourceModel, metadata: dict[str, str]) -> onnx.ModelProto:
+    """Convert a rebuilt model of `item`: its named inputs (class labels as int64, ONNX's index type), its named
+    outputs, all with a dynamic `batch` axis."""
+    specs = [
+        tf.TensorSpec([None, *spec.shape], tf.int64 if spec.is_integer else tf.float32, name=spec.name)
+        for spec in item.graph.inputs
+    ]
+
+    def serve(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        cast = [tf.cast(tensor, keras_input.dtype) for tensor, keras_input in zip(inputs, model.inputs, strict=True)]
+        outputs = model(cast if len(cast) > 1 else cast[0], training=False)
+        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+        return dict(zip(item.output_names, outputs, strict=True))
+
+    return convert_function(serve, specs, metadata)
 
 
 def convert_function(
-    function: Callable[[tf.Tensor], dict[str, tf.Tensor]], spec: tf.TensorSpec, metadata: dict[str, str]
+    function: Callable[..., dict[str, tf.Tensor]], specs: list[tf.TensorSpec], metadata: dict[str, str]
 ) -> onnx.ModelProto:
-    """Convert `function` (one input, a dict of named outputs) with tf2onnx's from_function."""
-    traced = tf.function(function, input_signature=[spec], autograph=False)
-    proto, _ = tf2onnx.convert.from_function(traced, input_signature=[spec], opset=OPSET)
+    """Convert `function` (named inputs, a dict of named outputs) with tf2onnx's from_function."""
+    traced = tf.function(function, input_signature=specs, autograph=False)
+    proto, _ = tf2onnx.convert.from_function(traced, input_signature=specs, opset=OPSET)
     _name_batch_axis(proto)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=str(value))
@@ -64,18 +98,18 @@ def save(proto: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def shapes(path: Path) -> tuple[list, list]:
-    """The first input's and first output's shapes of an ONNX file, batch axis included (as its name)."""
+def shapes(path: Path) -> tuple[list[list], list[list]]:
+    """Every input's and every output's shape in an ONNX file, batch axis included (as its name)."""
     graph = onnx.load(path, load_external_data=False).graph
 
     def dims(value: onnx.ValueInfoProto) -> list:
         return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
 
-    return dims(graph.input[0]), dims(graph.output[0])
+    return [dims(value) for value in graph.input], [dims(value) for value in graph.output]
 
 
 def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray:
-    """Run an exported file on onnxruntime's CPU provider (its first output, or `output`), for parity checks."""
+    """Run a single-input file on onnxruntime's CPU provider (its first output, or `output`), for parity checks."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -83,23 +117,33 @@ def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray
     return session.run(names, {session.get_inputs()[0].name: inputs})[0]
 
 
+def run_all(path: Path, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
+    """The outputs (all, or those named, in that order) of a file on onnxruntime's CPU provider, each input cast to
+    the type the file declares."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {
+        item.name: np.asarray(inputs[item.name], np.int64 if item.type == "tensor(int64)" else np.float32)
+        for item in session.get_inputs()
+    }
+    return session.run(outputs, feeds)
+
+
 def write(job: Job) -> ExportedFile:
     """Convert (BatchNorm folded unless asked not to), apply the precision, save, run on onnxruntime, compare."""
-    import keras
-
     item, options = job.item, job.options
-    specs = fold_batch_norm(item.specs) if options.fold_batch_norm else item.specs
-    model = build_sequential(specs, item.input_shape, item.keras_model.name, keras)
+    graph = fold_batch_norm(item.graph) if options.fold_batch_norm else item.graph
+    model = build(graph, keras, ONNX_BUILDERS)
     info = {**export_metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
-    fp32 = convert(model, item.role.input_name, item.role.output_name, info)
+    fp32 = convert_source(model, item, info)
     precision = PRECISIONS[options.precision]
     proto = precision.convert(fp32)
     quality = None
     with atomic_path(job.target) as temporary:
         onnx.save(proto, temporary)
         backend = f"onnxruntime {options.precision}"
-        comparison = compare(item.stem, backend, job.reference, run(temporary, job.inputs), job.atol)
-        require_all([comparison])
+        comparison = job.compare(backend, run_all(temporary, job.inputs, list(item.output_names)))
         if precision.reduced:
             quality = quality_gate(fp32, temporary, job)
     return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)

@@ -5,6 +5,9 @@
 OUT/exported/     generator.h5, discriminator.h5 and their *_inputs_and_outputs.h5 (ganport export --format h5)
 OUT/perturbed/    generator.h5 with one kernel weight moved by 1e-2, and the untouched test vectors
 OUT/keras3/       generator.h5 saved natively by Keras 3, which DL4J must refuse with its own reason
+OUT/graphs/       DCGAN generator (Sequential -> MultiLayerNetwork), CGAN generator and ACGAN critic (functional ->
+                  ComputationGraph), saved the lecture's tf_keras way and exported with `--format h5`
+OUT/graphs-perturbed/  the CGAN generator with one embedding weight moved by 1e-2, and its untouched test vectors
 """
 
 from __future__ import annotations
@@ -15,18 +18,22 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The conversion tests' models (tests/zoo.py) are the ones java-check imports too.
+TESTS = Path(__file__).resolve().parents[4] / "tests"
 
 
 def main(out: Path) -> None:
     import ganport
 
-    sources = Path(ganport.__file__).parent.rglob("*.py")
+    sys.path.insert(0, str(TESTS))
+    sources = [*Path(ganport.__file__).parent.rglob("*.py"), TESTS / "zoo.py"]
     marker = out / "complete"
     if marker.is_file() and all(source.stat().st_mtime <= marker.stat().st_mtime for source in sources):
         print(f"ganport fixtures in {out} are newer than ganport's sources; reusing them")
         return
     import h5py
     import keras
+    import zoo
 
     from ganport.export import export
     from ganport.run import TrainConfig
@@ -51,6 +58,20 @@ def main(out: Path) -> None:
     native.mkdir()
     keras.saving.load_model(run / "generator.keras").save(native / "generator.h5")
     shutil.copy(out / "exported" / "generator_inputs_and_outputs.h5", native / "generator_inputs_and_outputs.h5")
+    graphs, lecture_files = out / "graphs", out / "lecture-files"
+    lecture_files.mkdir()
+    for name in ("dcgan_generator", "cgan_generator", "acgan_discriminator"):
+        export(zoo.save_lecture_way(name, lecture_files), "h5", graphs)
+    moved = out / "graphs-perturbed"
+    moved.mkdir()
+    for suffix in (".h5", "_inputs_and_outputs.h5"):
+        shutil.copy(graphs / f"cgan_generator{suffix}", moved / f"cgan_generator{suffix}")
+    with h5py.File(moved / "cgan_generator.h5", "r+") as archive:
+        embeddings = []
+        archive["model_weights"].visititems(
+            lambda name, item: embeddings.append(item) if name.endswith("embeddings:0") else None
+        )
+        embeddings[0][3, 0] += 1e-2
     (out / "complete").write_text("ok\n")
     print(f"ganport fixtures written to {out}")
 

@@ -13,12 +13,7 @@ import java.util.Map;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 
-import org.deeplearning4j.nn.conf.CNN2DFormat;
-import org.deeplearning4j.nn.conf.InputPreProcessor;
-import org.deeplearning4j.nn.conf.preprocessor.CnnToFeedForwardPreProcessor;
 import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
-import org.deeplearning4j.nn.modelimport.keras.KerasModelImport;
-import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -57,6 +52,8 @@ public final class ParityCheck {
         public long[] kerasOutputShape;
         public long[] dl4jOutputShape;
         public String shapeReconciliation;
+        /** MultiLayerNetwork (a Keras Sequential) or ComputationGraph (a functional Model). */
+        public String networkKind;
         public List<Map<String, Object>> layers = new ArrayList<>();
 
         public boolean passed() {
@@ -127,44 +124,48 @@ public final class ParityCheck {
         ModelResult result = new ModelResult();
         result.model = name;
         result.file = modelFile.getPath();
-        MultiLayerNetwork network;
+        ImportedModel network;
         try {
-            // enforceTrainingConfig=false: ganport saves without an optimizer, and DL4J cannot read TF2 ones.
-            network = KerasModelImport.importKerasSequentialModelAndWeights(modelFile.getPath(), false);
+            network = ImportedModel.load(modelFile);
         } catch (Exception | UnsatisfiedLinkError error) {
             result.status = "not-importable";
             result.reason = "not DL4J-importable: " + rootMessage(error);
             return result;
         }
+        result.networkKind = network.kind();
         try (Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
-            String inputName = firstName(vectors, "inputs");
-            String outputName = firstName(vectors, "outputs");
-            INDArray kerasInput = vectors.readDataSet(inputName, "inputs");
-            INDArray kerasOutput = vectors.readDataSet(outputName, "predictions");
-            INDArray input = toDl4jInput(network, kerasInput);
-
-            INDArray dl4jOutput = network.output(input, false);
-            result.kerasOutputShape = kerasOutput.shape();
-            result.dl4jOutputShape = dl4jOutput.shape();
-            result.shapeReconciliation = Arrays.equals(kerasOutput.shape(), dl4jOutput.shape()) ? "none"
-                    : "flattened both to [N, -1] in C order (DL4J drops a trailing Reshape)";
-            double[] diff = compare(kerasOutput, dl4jOutput);
+            Map<String, INDArray> inputs = new LinkedHashMap<>();
+            for (String input : names(vectors, "inputs")) {
+                inputs.put(input, vectors.readDataSet(input, "inputs"));
+            }
+            List<String> outputNames = names(vectors, "outputs");
+            INDArray[] dl4jOutputs = network.outputs(inputs);
+            if (dl4jOutputs.length != outputNames.size()) {
+                throw new IllegalStateException("DL4J gives " + dl4jOutputs.length + " outputs, Keras " + outputNames);
+            }
+            double[] diff = {0, 0};
+            for (int i = 0; i < dl4jOutputs.length; i++) {
+                INDArray kerasOutput = vectors.readDataSet(outputNames.get(i), "predictions");
+                if (i == 0) {
+                    result.kerasOutputShape = kerasOutput.shape();
+                    result.dl4jOutputShape = dl4jOutputs[i].shape();
+                    result.shapeReconciliation = Arrays.equals(kerasOutput.shape(), dl4jOutputs[i].shape()) ? "none"
+                            : "flattened both to [N, -1] in C order (DL4J drops a trailing Reshape)";
+                }
+                double[] outputDiff = compare(kerasOutput, dl4jOutputs[i]);
+                diff[0] = Math.max(diff[0], outputDiff[0]);
+                diff[1] = Math.max(diff[1], outputDiff[1]);
+            }
             result.maxAbsDiff = diff[0];
             result.maxRelDiff = diff[1];
 
             List<String> kerasLayers = vectors.getDataSets("activations");
-            List<String> dl4jLayers = new ArrayList<>();
-            for (int i = 0; i < network.getnLayers(); i++) {
-                dl4jLayers.add(network.getLayer(i).conf().getLayer().getLayerName());
-            }
-            for (int i = 0; i < dl4jLayers.size(); i++) {
-                if (kerasLayers.contains(dl4jLayers.get(i))) {
-                    // One forward pass per layer, stopping there: in a full pass an activation layer overwrites
-                    // the previous layer's output in place (DL4J's own end-to-end test does the same).
-                    INDArray activation = network.feedForwardToLayer(i, input, false).get(i + 1).dup();
-                    double[] layerDiff = compare(vectors.readDataSet(dl4jLayers.get(i), "activations"), activation);
+            for (String layerName : network.layerNames()) {
+                if (kerasLayers.contains(layerName)) {
+                    double[] layerDiff = compare(vectors.readDataSet(layerName, "activations"),
+                            network.activation(layerName, inputs));
                     Map<String, Object> layer = new LinkedHashMap<>();
-                    layer.put("name", dl4jLayers.get(i));
+                    layer.put("name", layerName);
                     layer.put("maxAbsDiff", layerDiff[0]);
                     layer.put("maxRelDiff", layerDiff[1]);
                     result.layers.add(layer);
@@ -193,23 +194,6 @@ public final class ParityCheck {
         return result;
     }
 
-    /**
-     * Keras stores image batches as NHWC. When the imported network starts with a CNN-to-dense preprocessor (a
-     * Flatten right after the image input) DL4J wants rank 4 in the preprocessor's own format, so NCHW is permuted
-     * explicitly; a network that starts dense gets [N, H*W*C] in C order, which is what Keras's Flatten computes.
-     */
-    static INDArray toDl4jInput(MultiLayerNetwork network, INDArray kerasInput) {
-        if (kerasInput.rank() != 4) {
-            return kerasInput;
-        }
-        InputPreProcessor first = network.getLayerWiseConfigurations().getInputPreProcess(0);
-        if (first instanceof CnnToFeedForwardPreProcessor) {
-            CNN2DFormat format = ((CnnToFeedForwardPreProcessor) first).getFormat();
-            return format == CNN2DFormat.NHWC ? kerasInput : kerasInput.permute(0, 3, 1, 2).dup('c');
-        }
-        return kerasInput.reshape('c', kerasInput.size(0), kerasInput.length() / kerasInput.size(0));
-    }
-
     /** Max abs and max rel difference; both arrays are compared as [N, -1] in C order when their shapes differ. */
     static double[] compare(INDArray keras, INDArray dl4j) {
         if (keras.size(0) != dl4j.size(0) || keras.length() != dl4j.length()) {
@@ -231,10 +215,11 @@ public final class ParityCheck {
         return new double[] {maxAbs, maxRel};
     }
 
+    /** The input or output names a test-vector file lists, in the Keras model's order. */
     @SuppressWarnings("unchecked")
-    private static String firstName(Hdf5Archive vectors, String attribute) throws Exception {
+    static List<String> names(Hdf5Archive vectors, String attribute) throws Exception {
         Map<String, Object> parsed = new ObjectMapper().readValue(vectors.readAttributeAsJson(attribute), Map.class);
-        return ((List<String>) parsed.get(attribute)).get(0);
+        return (List<String>) parsed.get(attribute);
     }
 
     private static String rootMessage(Throwable error) {

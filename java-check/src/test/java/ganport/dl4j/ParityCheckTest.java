@@ -1,12 +1,18 @@
 package ganport.dl4j;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.awt.image.BufferedImage;
 import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+
+import javax.imageio.ImageIO;
 
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -49,6 +55,49 @@ class ParityCheckTest {
         File json = temp.resolve("report.json").toFile();
         ParityCheck.write(report, json);
         assertTrue(Files.readString(json.toPath()).contains("\"status\" : \"pass\""));
+    }
+
+    @Test
+    void convolutionalConditionalAndTwoOutputModelsImportAsBothNetworkKinds() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "graphs"), ParityCheck.DEFAULT_ATOL);
+        String[][] expected = {
+            {"dcgan_generator", "MultiLayerNetwork"},
+            {"cgan_generator", "ComputationGraph"},
+            {"acgan_discriminator", "ComputationGraph"},
+        };
+        for (String[] model : expected) {
+            ParityCheck.ModelResult result = only(report, model[0]);
+            System.out.println(ParityCheck.summary(result));
+            assertEquals("pass", result.status, result.reason);
+            assertEquals(model[1], result.networkKind);
+            assertTrue(result.maxAbsDiff <= 1e-5 && result.maxLayerAbsDiff <= 1e-5, ParityCheck.summary(result));
+            assertTrue(result.layers.size() >= 8, "per-layer activations were compared: " + result.layers.size());
+        }
+        // Images stay NHWC end to end: DL4J's convolutional generator gives Keras's own [N, 28, 28, 1].
+        assertArrayEquals(new long[] {16, 28, 28, 1}, only(report, "dcgan_generator").dl4jOutputShape);
+        assertTrue(report.passed);
+    }
+
+    @Test
+    void oneMovedEmbeddingWeightFailsTheConditionalCheck() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "graphs-perturbed"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.ModelResult result = only(report, "cgan_generator");
+        System.out.println(ParityCheck.summary(result));
+        assertEquals("fail", result.status);
+        assertFalse(report.passed);
+    }
+
+    @Test
+    void sampleGridWritesOneRowPerLabelFromTheImportedConditionalGenerator(@TempDir Path temp) throws Exception {
+        File png = temp.resolve("grid.png").toFile();
+        int[] shape = SampleGrid.write(new File(fixtures, "graphs/cgan_generator.h5"), png, 5, 0,
+                SampleGrid.parseLabels("0-2,7"));
+        assertArrayEquals(new int[] {4, 5, 28, 28}, shape);
+        BufferedImage image = ImageIO.read(png);
+        assertEquals(5 * 28, image.getWidth());
+        assertEquals(4 * 28, image.getHeight());
+        assertThrows(IllegalArgumentException.class, () -> SampleGrid.write(
+                new File(fixtures, "graphs/dcgan_generator.h5"), temp.resolve("x.png").toFile(), 4, 0, List.of(7)));
     }
 
     @Test

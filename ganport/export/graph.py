@@ -1,0 +1,214 @@
+"""A Keras model as a framework-neutral graph of registry layers, read from either Keras and rebuilt in either.
+
+Reading follows each output tensor back through `_keras_history` (the same attribute in Keras 3 and tf_keras),
+opening nested Sequential and functional models on the way, so the lecture's functional-wraps-Sequential files
+and multi-input conditional models become one flat graph that DL4J can import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ganport.errors import ModelError, UnsupportedLayerError
+from ganport.export.layers import Builder, LayerSpec, converter, supported_layers
+
+# Keras 3 KerasTensors and tf_keras ones both record (layer, node index, tensor index) here.
+_HISTORY = "_keras_history"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]  # without the batch axis
+    dtype: str
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype.startswith(("int", "uint"))
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Inputs, layers in an order where every layer follows the ones it reads, and the layers that are outputs."""
+
+    name: str
+    inputs: tuple[InputSpec, ...]
+    layers: tuple[LayerSpec, ...]
+    outputs: tuple[str, ...]
+
+    def consumers(self) -> dict[str, list[str]]:
+        """Name -> the layers that read it (an output also counts as a reader)."""
+        readers: dict[str, list[str]] = {name: [] for name in self.names()}
+        for spec in self.layers:
+            for name in spec.inbound:
+                readers[name].append(spec.name)
+        for name in self.outputs:
+            readers[name].append("<output>")
+        return readers
+
+    def names(self) -> list[str]:
+        return [item.name for item in self.inputs] + [spec.name for spec in self.layers]
+
+    @property
+    def is_chain(self) -> bool:
+        """One input, one output and each layer reading the one before: what a flat Sequential can hold."""
+        previous = [item.name for item in self.inputs]
+        for spec in self.layers:
+            if list(spec.inbound) != previous:
+                return False
+            previous = [spec.name]
+        return len(self.inputs) == 1 and list(self.outputs) == previous
+
+    def with_layers(self, layers: list[LayerSpec]) -> Graph:
+        return replace(self, layers=tuple(layers))
+
+    def renamed(self, names: dict[str, str]) -> Graph:
+        """The same graph with inputs (or layers) renamed; a new name that is already taken is refused."""
+        taken = set(self.names()) - set(names)
+        clashes = sorted(set(names.values()) & taken)
+        if clashes:
+            raise ModelError(
+                f"Model {self.name!r} has a layer named {clashes[0]!r}, the name ganport gives an input; "
+                "rename that layer."
+            )
+
+        def new(name: str) -> str:
+            return names.get(name, name)
+
+        return Graph(
+            self.name,
+            tuple(replace(item, name=new(item.name)) for item in self.inputs),
+            tuple(replace(spec, name=new(spec.name), inbound=tuple(map(new, spec.inbound))) for spec in self.layers),
+            tuple(map(new, self.outputs)),
+        )
+
+
+@dataclass(frozen=True)
+class TracedLayer:
+    layer: Any
+    name: str  # the layer's name, made unique when a nested model reuses an outer one
+    inbound: tuple[str, ...]
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "name", str(dtype))
+
+
+def _shape(tensor: Any) -> tuple[int, ...]:
+    return tuple(-1 if side is None else int(side) for side in tensor.shape[1:])
+
+
+def _node_inputs(node: Any) -> list[Any]:
+    # tf_keras keeps the flat input tensors in `keras_inputs`; Keras 3 in `input_tensors`.
+    inputs = getattr(node, "keras_inputs", None)
+    return list(inputs if inputs is not None else node.input_tensors)
+
+
+def _is_model(layer: Any) -> bool:
+    return hasattr(layer, "layers") and getattr(layer, "inputs", None) is not None
+
+
+def trace(model: Any) -> tuple[list[InputSpec], list[TracedLayer], list[str]]:
+    """The model's inputs, every layer in a dependency order with the names it reads, and its output layers."""
+    inputs = [InputSpec(getattr(t, _HISTORY)[0].name, _shape(t), _dtype_name(t.dtype)) for t in _tensors(model.inputs)]
+    traced: dict[str, TracedLayer] = {}
+    layer_names: dict[int, str] = {}
+    nested: dict[tuple[int, int], dict[int, str]] = {}  # one tensor -> name map per call of a nested model
+
+    def visit(tensor: Any, seen: dict[int, str]) -> str:
+        if id(tensor) in seen:
+            return seen[id(tensor)]
+        layer, node_index, tensor_index = getattr(tensor, _HISTORY)
+        node = layer._inbound_nodes[node_index]
+        inbound = tuple(visit(item, seen) for item in _node_inputs(node))
+        if _is_model(layer):  # open nested models: their inputs are this node's inbound tensors
+            inner = nested.setdefault(
+                (id(layer), node_index), dict(zip((id(item) for item in _tensors(layer.inputs)), inbound, strict=True))
+            )
+            name = visit(_tensors(layer.outputs)[tensor_index], inner)
+        elif type(layer).__name__ == "InputLayer":
+            raise ModelError(f"Model {model.name!r} reads input {layer.name!r}, which is not one of its inputs.")
+        else:
+            if id(layer) in layer_names:
+                raise UnsupportedLayerError(
+                    f"Layer {layer.name!r} is called more than once (a shared layer); DL4J and ganport's rebuild "
+                    "need each layer once. Give each call its own layer."
+                )
+            name = layer.name
+            while name in traced or name in (item.name for item in inputs):
+                name += "_"  # a nested model may reuse an outer layer's name
+            layer_names[id(layer)] = name
+            traced[name] = TracedLayer(layer, name, inbound)
+        seen[id(tensor)] = name
+        return name
+
+    seen = {id(tensor): item.name for tensor, item in zip(_tensors(model.inputs), inputs, strict=True)}
+    outputs = [visit(tensor, seen) for tensor in _tensors(model.outputs)]
+    return inputs, list(traced.values()), outputs
+
+
+def _tensors(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return list(value.values())
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _unsupported(layers: list[str]) -> str:
+    plural = "s" if len(layers) > 1 else ""
+    return f"Unsupported layer{plural} {', '.join(layers)}; supported: {', '.join(supported_layers())}."
+
+
+def _is_supported(item: TracedLayer) -> bool:
+    return type(item.layer).__name__ in supported_layers()
+
+
+def read_layer(traced: TracedLayer) -> LayerSpec:
+    """One traced layer through its converter; an unsupported class or option raises UnsupportedLayerError."""
+    kind = type(traced.layer).__name__
+    if not _is_supported(traced):
+        raise UnsupportedLayerError(_unsupported([f"{kind} ({traced.layer.name})"]))
+    options = converter(kind).read(traced.layer)
+    weights = [np.asarray(weight) for weight in traced.layer.get_weights()]
+    return LayerSpec(kind, traced.name, options, weights, traced.inbound)
+
+
+def read_graph(model: Any) -> Graph:
+    """The model as a Graph; every unsupported layer is named in one error."""
+    inputs, traced, outputs = trace(model)
+    unsupported = sorted(
+        {f"{type(item.layer).__name__} ({item.layer.name})" for item in traced if not _is_supported(item)}
+    )
+    if unsupported:
+        raise UnsupportedLayerError(_unsupported(unsupported))
+    return Graph(model.name, tuple(inputs), tuple(map(read_layer, traced)), tuple(outputs))
+
+
+def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None = None) -> Any:
+    """The graph as a model of `module` (keras or tf_keras): a flat Sequential for a chain, else functional.
+    `builders` replaces the registry's builder for some layer classes (an exporter's equivalent layer)."""
+    builders = builders or {}
+    layers = {
+        spec.name: builders.get(spec.kind, converter(spec.kind).build)(spec.options, spec.name, module)
+        for spec in graph.layers
+    }
+    if graph.is_chain:
+        (source,) = graph.inputs
+        model = module.Sequential(name=graph.name)
+        model.add(module.Input(shape=source.shape, name=source.name, dtype=source.dtype))
+        for spec in graph.layers:
+            model.add(layers[spec.name])
+    else:
+        tensors = {item.name: module.Input(shape=item.shape, name=item.name, dtype=item.dtype) for item in graph.inputs}
+        for spec in graph.layers:
+            arguments = [tensors[name] for name in spec.inbound]
+            tensors[spec.name] = layers[spec.name](arguments if converter(spec.kind).merges else arguments[0])
+        model = module.Model(
+            [tensors[item.name] for item in graph.inputs], [tensors[name] for name in graph.outputs], name=graph.name
+        )
+    for spec in graph.layers:
+        layers[spec.name].set_weights(spec.weights)
+    return model

@@ -1,0 +1,155 @@
+package ganport.dl4j;
+
+import java.awt.image.BufferedImage;
+import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import javax.imageio.ImageIO;
+
+import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.shade.jackson.databind.ObjectMapper;
+
+/**
+ * A JVM user's first step: import a ganport generator (DL4J-ready HDF5) and write a PNG grid of its samples.
+ *
+ * <p>Usage: {@code SampleGrid GENERATOR.h5 OUT.png [N] [SEED] [LABELS]}; N defaults to 16, SEED to 0. A conditional
+ * generator (inputs {@code z} and {@code label}) takes LABELS as {@code 7}, {@code 3,5,8} or {@code 0-9}, one
+ * grid row per label with N samples each; without LABELS it samples 0..9. Exit 0 on success, 1 on failure, 2 on bad
+ * arguments.
+ */
+public final class SampleGrid {
+
+    private SampleGrid() {
+    }
+
+    public static void main(String[] args) {
+        if (args.length < 2 || args.length > 5) {
+            System.err.println("usage: SampleGrid GENERATOR.h5 OUT.png [N] [SEED] [LABELS]");
+            System.exit(2);
+        }
+        try {
+            int n = args.length > 2 ? Integer.parseInt(args[2]) : 16;
+            long seed = args.length > 3 ? Long.parseLong(args[3]) : 0;
+            List<Integer> labels = args.length > 4 ? parseLabels(args[4]) : null;
+            if (n < 1 || n > 1024) {
+                throw new IllegalArgumentException("N must be between 1 and 1024, got " + n);
+            }
+            int[] shape = write(new File(args[0]), new File(args[1]), n, seed, labels);
+            System.out.printf("wrote %s: %d x %d samples of %d x %d from DL4J%n", args[1], shape[0], shape[1],
+                    shape[2], shape[3]);
+        } catch (IllegalArgumentException error) {
+            System.err.println("error: " + error.getMessage());
+            System.exit(2);
+        } catch (Exception error) {
+            System.err.println("error: " + error.getMessage());
+            System.exit(1);
+        }
+    }
+
+    static List<Integer> parseLabels(String text) {
+        List<Integer> labels = new ArrayList<>();
+        for (String part : text.split(",")) {
+            String[] range = part.trim().split("-");
+            int first = Integer.parseInt(range[0].trim());
+            int last = range.length > 1 ? Integer.parseInt(range[1].trim()) : first;
+            for (int label = first; label <= last; label++) {
+                labels.add(label);
+            }
+        }
+        if (labels.isEmpty()) {
+            throw new IllegalArgumentException("LABELS names no label: " + text);
+        }
+        return labels;
+    }
+
+    /** Sample and write the grid; returns {rows, columns, height, width}. */
+    public static int[] write(File model, File png, int n, long seed, List<Integer> labels) throws Exception {
+        Map<String, Integer> inputs = inputSizes(model);
+        boolean conditional = inputs.containsKey("label");
+        List<Integer> rowsLabels = conditional ? (labels == null ? parseLabels("0-9") : labels) : null;
+        if (!conditional && labels != null) {
+            throw new IllegalArgumentException(model + " is not a conditional generator (no `label` input)");
+        }
+        int rows = conditional ? rowsLabels.size() : (int) Math.ceil(n / Math.ceil(Math.sqrt(n)));
+        int columns = conditional ? n : (int) Math.ceil(Math.sqrt(n));
+        int count = conditional ? rows * columns : n;
+
+        Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
+        Nd4j.getRandom().setSeed(seed);
+        Map<String, INDArray> feeds = new LinkedHashMap<>();
+        feeds.put("z", Nd4j.randn(DataType.FLOAT, count, inputs.get("z")));
+        if (conditional) {
+            INDArray label = Nd4j.create(DataType.FLOAT, count, 1);
+            for (int i = 0; i < count; i++) {
+                label.putScalar(i, 0, rowsLabels.get(i / columns));
+            }
+            feeds.put("label", label);
+        }
+        INDArray images = ImportedModel.load(model).outputs(feeds)[0];
+        int side = (int) Math.round(Math.sqrt(images.length() / count));
+        if ((long) side * side * count != images.length()) {
+            throw new IllegalStateException("outputs of shape " + java.util.Arrays.toString(images.shape())
+                    + " are not square single-channel images");
+        }
+        float[] pixels = images.castTo(DataType.FLOAT).dup('c').data().asFloat();
+        BufferedImage grid = new BufferedImage(columns * side, rows * side, BufferedImage.TYPE_BYTE_GRAY);
+        for (int i = 0; i < count; i++) {
+            for (int y = 0; y < side; y++) {
+                for (int x = 0; x < side; x++) {
+                    float value = pixels[(i * side + y) * side + x];
+                    int gray = Math.max(0, Math.min(255, Math.round((value + 1) * 127.5f)));
+                    grid.getRaster().setSample((i % columns) * side + x, (i / columns) * side + y, 0, gray);
+                }
+            }
+        }
+        File parent = png.getAbsoluteFile().getParentFile();
+        File temporary = File.createTempFile("." + png.getName(), ".tmp", parent);
+        try {
+            if (!ImageIO.write(grid, "png", temporary)) {
+                throw new IOException("no PNG writer");
+            }
+            Files.move(temporary.toPath(), png.toPath(), StandardCopyOption.REPLACE_EXISTING,
+                    StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            Files.deleteIfExists(temporary.toPath());
+        }
+        return new int[] {rows, columns, side, side};
+    }
+
+    /** Input name -> size of its last axis, read from the model's Keras config (a Sequential's input is `z`). */
+    @SuppressWarnings("unchecked")
+    static Map<String, Integer> inputSizes(File model) throws Exception {
+        Map<String, Object> config;
+        try (Hdf5Archive archive = new Hdf5Archive(model.getPath())) {
+            config = new ObjectMapper().readValue(archive.readAttributeAsJson("model_config"), Map.class);
+        }
+        Map<String, Object> body = (Map<String, Object>) config.get("config");
+        List<Map<String, Object>> layers = (List<Map<String, Object>>) body.get("layers");
+        Map<String, Integer> sizes = new LinkedHashMap<>();
+        for (Map<String, Object> layer : layers) {
+            Map<String, Object> fields = (Map<String, Object>) layer.get("config");
+            List<Object> shape = (List<Object>) fields.get("batch_input_shape");
+            if (shape != null && ("InputLayer".equals(layer.get("class_name")) || sizes.isEmpty())) {
+                String name = "Sequential".equals(config.get("class_name")) ? "z" : (String) fields.get("name");
+                sizes.put(name, ((Number) shape.get(shape.size() - 1)).intValue());
+            }
+            if ("Sequential".equals(config.get("class_name")) && !sizes.isEmpty()) {
+                break;
+            }
+        }
+        if (!sizes.containsKey("z")) {
+            throw new IllegalArgumentException(model + " has no noise input `z` (inputs " + sizes.keySet()
+                    + "); pass a generator exported by ganport");
+        }
+        return sizes;
+    }
+}

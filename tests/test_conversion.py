@@ -1,0 +1,207 @@
+"""Convolutional, conditional and multi-output GANs through every exporter, saved the Keras 3 way and the lecture's
+tf_keras way, with parity, named ONNX ends, DL4J-ready configs, BatchNorm folding and `ganport inspect`."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import h5py
+import keras
+import numpy as np
+import onnx
+import pytest
+import zoo
+from typer.testing import CliRunner
+
+from conftest import assert_one_line_error
+from ganport.cli import app
+from ganport.compatibility import inspect_model
+from ganport.errors import UnsupportedLayerError
+from ganport.export import ExportOptions, export
+from ganport.export.fold import fold_batch_norm
+from ganport.export.graph import build, read_graph
+from ganport.parity import VERIFY_ATOL
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("way", zoo.WAYS)
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_every_format_matches_keras_within_1e_5(conversions, name, way):
+    for fmt in ("onnx", "h5", "keras"):
+        comparison = conversions[name, way][fmt].comparison
+        assert comparison.passed and comparison.max_abs_diff <= VERIFY_ATOL, comparison.line()
+
+
+def _dims(value: onnx.ValueInfoProto) -> list:
+    return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "outputs"),
+    [
+        ("dcgan_generator", {"z": ("batch", 100)}, {"image": ("batch", 28, 28, 1)}),
+        ("dcgan_discriminator", {"image": ("batch", 28, 28, 1)}, {"validity": ("batch", 1)}),
+        ("cgan_generator", {"z": ("batch", 100), "label": ("batch", 1)}, {"image": ("batch", 28, 28, 1)}),
+        ("cgan_discriminator", {"image": ("batch", 28, 28, 1), "label": ("batch", 1)}, {"validity": ("batch", 1)}),
+        (
+            "acgan_discriminator",
+            {"image": ("batch", 28, 28, 1)},
+            {"validity": ("batch", 1), "class_probabilities": ("batch", 10)},
+        ),
+    ],
+)
+def test_onnx_names_inputs_and_outputs_with_int64_labels_and_a_dynamic_batch(conversions, name, inputs, outputs):
+    model = onnx.load(conversions[name, "lecture"]["onnx"].path)
+    onnx.checker.check_model(model, full_check=True)
+    assert {value.name: tuple(_dims(value)) for value in model.graph.input} == inputs
+    assert {value.name: tuple(_dims(value)) for value in model.graph.output} == outputs
+    types = {value.name: value.type.tensor_type.elem_type for value in model.graph.input}
+    assert all(
+        kind == (onnx.TensorProto.INT64 if n == "label" else onnx.TensorProto.FLOAT) for n, kind in types.items()
+    )
+
+
+def _ops(path) -> collections.Counter:
+    return collections.Counter(node.op_type for node in onnx.load(path).graph.node)
+
+
+def test_onnx_upsampling_is_one_resize_and_the_layout_needs_one_transpose(conversions):
+    ops = _ops(conversions["dcgan_generator", "keras3"]["onnx"].path)
+    assert ops["Resize"] == 2 and ops["Tile"] == 0, ops
+    assert ops["Transpose"] == 1, ops  # was 3 (and 57 nodes) with UpSampling2D's repeat ops
+
+
+def test_batchnorm_after_a_convolution_or_a_reshaped_dense_is_folded(conversions, tmp_path):
+    folded = _ops(conversions["transpose_generator", "keras3"]["onnx"].path)
+    (plain_file,) = export(
+        conversions["transpose_generator", "keras3"]["source"],
+        "onnx",
+        tmp_path,
+        log=lambda line: None,
+        options=ExportOptions(fold_batch_norm=False),
+    )
+    plain = _ops(plain_file.path)
+    assert plain["Mul"] == 2 and folded["Mul"] == 0, (plain, folded)
+
+
+def test_folding_is_exact_for_every_pattern_it_folds():
+    model = zoo.randomized(zoo.transpose_generator())
+    graph = read_graph(model)
+    folded = fold_batch_norm(graph)
+    assert [spec.kind for spec in folded.layers] == [
+        "Dense",
+        "Reshape",
+        "ReLU",
+        "Conv2DTranspose",
+        "ReLU",
+        "Conv2DTranspose",
+    ]
+    z = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)
+    expected = model(z, training=False).numpy()
+    np.testing.assert_allclose(build(folded, keras)(z, training=False).numpy(), expected, atol=2e-6)
+
+
+def test_dl4j_file_has_the_fields_dl4j_needs_and_inputs_first(conversions):
+    with h5py.File(conversions["cgan_discriminator", "keras3"]["h5"].path) as archive:
+        config = json.loads(archive.attrs["model_config"])
+    assert config["class_name"] == "Functional"
+    layers = config["config"]["layers"]
+    assert [layer["config"]["name"] for layer in layers[:2]] == ["image", "label"]
+    embedding = next(layer["config"] for layer in layers if layer["class_name"] == "Embedding")
+    assert embedding["mask_zero"] is False and embedding["input_length"] == 1
+    assert not any(layer["class_name"] in ("Sequential", "Functional") for layer in layers)
+    with h5py.File(conversions["transpose_generator", "keras3"]["h5"].path) as archive:
+        config = json.loads(archive.attrs["model_config"])
+    batch_norms = [
+        layer["config"] for layer in config["config"]["layers"] if layer["class_name"] == "BatchNormalization"
+    ]
+    assert all(fields["center"] is True for fields in batch_norms)
+
+
+def test_test_vectors_hold_every_input_and_output_by_name(conversions):
+    with h5py.File(conversions["acgan_discriminator", "lecture"]["h5"].test_vectors) as archive:
+        assert json.loads(archive.attrs["outputs"])["outputs"] == ["validity", "class_probabilities"]
+        assert archive["predictions/class_probabilities"].shape == (16, 10)
+    with h5py.File(conversions["cgan_generator", "lecture"]["h5"].test_vectors) as archive:
+        assert json.loads(archive.attrs["inputs"])["inputs"] == ["z", "label"]
+        np.testing.assert_array_equal(archive["inputs/label"][:, 0], np.arange(16) % 10)
+
+
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_inspect_says_every_format_can_be_written(conversions, name):
+    report = inspect_model(conversions[name, "lecture"]["source"])
+    assert report.writable(["onnx", "h5", "keras"]), report.verdicts
+    assert report.role in ("generator", "discriminator")
+    assert all(not layer.supported and not layer.dl4j_problem for layer in report.layers)
+
+
+def test_inspect_cli_prints_a_table_and_json(conversions):
+    source = str(conversions["cgan_generator", "lecture"]["source"])
+    result = CliRunner().invoke(app, ["inspect", source])
+    assert result.exit_code == 0, result.output
+    assert "Embedding" in result.output and "h5: ok" in result.output
+    result = CliRunner().invoke(app, ["inspect", source, "--json"])
+    report = json.loads(result.stdout)
+    assert [item["name"] for item in report["inputs"]] == ["z", "label"]
+    assert report["verdicts"] == {"onnx": [], "h5": [], "keras": []}
+
+
+@pytest.fixture(scope="module")
+def unconvertible(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("unconvertible")
+
+    @keras.saving.register_keras_serializable(package="tests")
+    class Doubling(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2
+
+    models = {
+        "lstm": keras.Sequential([keras.Input((10, 4)), keras.layers.LSTM(8), keras.layers.Dense(1)]),
+        "custom": keras.Sequential(
+            [keras.Input((28, 28, 1)), Doubling(), keras.layers.Flatten(), keras.layers.Dense(1)]
+        ),
+        "gelu": keras.Sequential(
+            [keras.Input((100,)), keras.layers.Dense(784, activation="gelu"), keras.layers.Reshape((28, 28, 1))]
+        ),
+        "channels_first": keras.Sequential(
+            [
+                keras.Input((1, 28, 28)),
+                keras.layers.Conv2D(4, 3, data_format="channels_first"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(1),
+            ]
+        ),
+    }
+    paths = {}
+    for name, model in models.items():
+        paths[name] = folder / f"{name}.keras"
+        model.save(paths[name])
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("lstm", ["Unsupported layer LSTM", "supported: Activation"]),
+        ("custom", ["Unsupported layer Doubling"]),
+        ("channels_first", ["data_format='channels_first'", "channels_last"]),
+    ],
+)
+def test_unsupported_layers_get_a_clear_refusal_from_export_and_inspect(unconvertible, name, fragments):
+    with pytest.raises(UnsupportedLayerError) as refusal:
+        export(unconvertible[name], "onnx", unconvertible[name].parent / "out", log=lambda line: None)
+    assert all(fragment in str(refusal.value) for fragment in fragments)
+    assert_one_line_error(CliRunner().invoke(app, ["inspect", str(unconvertible[name])]), *fragments)
+    assert not (unconvertible[name].parent / "out").exists()
+
+
+def test_a_layer_dl4j_would_misread_blocks_h5_only(unconvertible, tmp_path):
+    report = inspect_model(unconvertible["gelu"])
+    assert report.verdicts["onnx"] == [] and "gelu" in report.verdicts["h5"][0]
+    result = CliRunner().invoke(app, ["export", str(unconvertible["gelu"]), "-f", "h5", "--out", str(tmp_path)])
+    assert_one_line_error(result, "activation 'gelu' is not one DL4J imports", "Export it to ONNX")
+    assert list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(app, ["inspect", str(unconvertible["gelu"]), "--format", "onnx"])
+    assert result.exit_code == 0, result.output

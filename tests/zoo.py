@@ -1,0 +1,146 @@
+"""Convolutional and conditional GANs for the conversion tests, with random weights and BatchNorm statistics.
+
+Keras-GAN's DCGAN and CGAN come from ganport.models; this adds a Conv2DTranspose generator, an ACGAN-style
+two-output critic, a critic that uses every other registry layer, and the lecture's way of saving (a functional
+Model wrapping the Sequential, compiled with an optimizer, written by tf_keras as HDF5). Also imported by
+java-check's make_fixtures.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import keras
+import numpy as np
+
+from ganport.models import (
+    build_cgan_discriminator,
+    build_cgan_generator,
+    build_dcgan_discriminator,
+    build_dcgan_generator,
+)
+
+
+def transpose_generator(module: ModuleType = keras) -> Any:
+    """Dense -> Reshape -> BN -> ReLU -> Conv2DTranspose(s2) -> BN -> ReLU -> Conv2DTranspose(s2, tanh)."""
+    k = module.layers
+    return module.Sequential(
+        [
+            module.Input(shape=(32,), name="z"),
+            k.Dense(7 * 7 * 16),
+            k.Reshape((7, 7, 16)),
+            k.BatchNormalization(),
+            k.ReLU(),
+            k.Conv2DTranspose(8, 4, strides=2, padding="same", use_bias=False),
+            k.BatchNormalization(center=False),
+            k.ReLU(max_value=6.0),
+            k.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh"),
+        ],
+        name="transpose_generator",
+    )
+
+
+def acgan_discriminator(module: ModuleType = keras, classes: int = 10) -> Any:
+    """Keras-GAN's ACGAN critic, narrower: strided convolutions -> validity (sigmoid) and class (softmax)."""
+    k = module.layers
+    image = module.Input(shape=(28, 28, 1), name="image")
+    x = image
+    for filters, strides in ((8, 2), (16, 2), (32, 1)):
+        x = k.Conv2D(filters, 3, strides=strides, padding="same")(x)
+        if filters == 16:
+            x = k.ZeroPadding2D(((0, 1), (0, 1)))(x)
+        x = k.LeakyReLU(0.2)(x)
+        x = k.Dropout(0.25)(x)
+        if filters != 8:
+            x = k.BatchNormalization(momentum=0.8)(x)
+    features = k.Flatten()(x)
+    validity = k.Dense(1, activation="sigmoid")(features)
+    label = k.Dense(classes, activation="softmax")(features)
+    return module.Model(image, [validity, label], name="acgan_discriminator")
+
+
+def layer_tour_discriminator(module: ModuleType = keras) -> Any:
+    """A conditional critic DAG through the remaining registry layers: two pooling branches added, cropping,
+    dilation, spatial dropout, global pooling, concatenated with an embedded label."""
+    k = module.layers
+    image = module.Input(shape=(28, 28, 1), name="image")
+    label = module.Input(shape=(1,), dtype="int32", name="label")
+    x = k.Conv2D(8, 3, padding="valid", dilation_rate=2, activation="elu")(image)
+    x = k.ReLU()(x)
+    branches = [k.MaxPooling2D(2)(x), k.AveragePooling2D(2, padding="same")(x)]
+    x = k.Add()(branches)
+    x = k.Cropping2D(((1, 0), (0, 1)))(x)
+    x = k.Conv2D(16, 3, strides=2, padding="same", activation="selu")(x)
+    x = k.SpatialDropout2D(0.2)(x)
+    pooled = k.GlobalAveragePooling2D()(x)
+    embedded = k.Flatten()(k.Embedding(10, 16)(label))
+    joined = k.Concatenate()([pooled, k.Multiply()([pooled, embedded])])
+    hidden = k.Dense(16, activation="softplus")(joined)
+    return module.Model([image, label], k.Dense(1, activation="sigmoid")(hidden), name="layer_tour")
+
+
+# name -> builder(module): every model the conversion tests export, Keras 3 and the lecture's tf_keras way.
+MODELS = {
+    "dcgan_generator": lambda module: build_dcgan_generator(module=module),
+    "dcgan_discriminator": lambda module: build_dcgan_discriminator(module=module),
+    "cgan_generator": lambda module: build_cgan_generator(module=module),
+    "cgan_discriminator": lambda module: build_cgan_discriminator(module=module),
+    "transpose_generator": transpose_generator,
+    "acgan_discriminator": acgan_discriminator,
+    "layer_tour": layer_tour_discriminator,
+}
+
+
+def randomized(model: Any, seed: int = 0) -> Any:
+    """Random weights everywhere, BatchNorm moving statistics and affine parameters included (not 0/1)."""
+    rng = np.random.default_rng(seed)
+    for layer in _leaves(model):
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if type(layer).__name__ == "BatchNormalization":
+            new = [rng.uniform(0.5, 1.5, w.shape) for w in weights]
+            variables = [v.name.split("/")[-1].split(":")[0] for v in layer.weights]
+            new = [
+                rng.normal(0, 0.3, w.shape) if name in ("beta", "moving_mean") else value
+                for name, w, value in zip(variables, weights, new, strict=True)
+            ]
+        else:
+            new = [
+                rng.normal(0, 0.8 / np.sqrt(max(w.shape[0] if w.ndim < 4 else np.prod(w.shape[:3]), 1)), w.shape)
+                for w in weights
+            ]
+        layer.set_weights([value.astype(np.float32) for value in new])
+    return model
+
+
+def _leaves(model: Any) -> list[Any]:
+    found = []
+    for layer in model.layers:
+        found.extend(_leaves(layer) if hasattr(layer, "layers") else [layer])
+    return found
+
+
+def save_keras3(name: str, folder: Path, suffix: str = ".keras") -> Path:
+    path = folder / f"{name}{suffix}"
+    randomized(MODELS[name](keras)).save(path)
+    return path
+
+
+def save_lecture_way(name: str, folder: Path) -> Path:
+    """tf_keras, the model wrapped in a functional Model, compiled with Adam(2e-4, 0.5), saved as HDF5."""
+    import tf_keras
+
+    inner = randomized(MODELS[name](tf_keras))
+    inputs = [tf_keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name) for tensor in inner.inputs]
+    outer = tf_keras.Model(inputs, inner(inputs if len(inputs) > 1 else inputs[0]), name=name)
+    outer.compile(optimizer=tf_keras.optimizers.Adam(2e-4, 0.5), loss="binary_crossentropy")
+    path = folder / f"{name}.h5"
+    outer.save(path)
+    return path
+
+
+# How a model file is saved: natively by Keras 3, or the lecture's way with tf_keras.
+WAYS = {"keras3": save_keras3, "lecture": save_lecture_way}
