@@ -82,7 +82,7 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[s
     probe = from_uint8(x_test[:256])
     with atomic_path(out) as temporary:
         to_onnx.save(proto, temporary)
-        onnx_probabilities = to_onnx.run(temporary, probe, output=PROBABILITIES)
+        (onnx_probabilities,) = to_onnx.run_all(temporary, {INPUT_NAME: probe}, [PROBABILITIES])
         difference = float(np.abs(onnx_probabilities - model(probe, training=False).numpy()).max())
     return ClassifierResult(out, float(accuracy), difference)
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ganport.errors import GanportError
+from ganport.errors import GanportError, ModelError, UnsupportedLayerError
 from ganport.export.formats import FORMATS
 
 
@@ -43,7 +43,6 @@ class Report:
 
 def inspect_model(path: str | Path) -> Report:
     """Report on the model file at `path`, layer by layer, with one verdict per export format."""
-    from ganport.errors import ModelError, UnsupportedLayerError
     from ganport.export.graph import read_layer, trace
     from ganport.export.layers import converter
     from ganport.export.sources import source_model

@@ -88,14 +88,19 @@ def load_as(path: Path, role: Role) -> Any:
     return model
 
 
+def call(model: Any, tensors: list[Any]) -> list[Any]:
+    """A Keras 2 or 3 model in inference mode on tensors in its input order, each cast to its input's dtype (test
+    vectors store class labels as floats, as DL4J reads them; ONNX feeds them as int64); every output, as a list."""
+    cast = [tf.cast(tensor, keras_input.dtype) for tensor, keras_input in zip(tensors, model.inputs, strict=True)]
+    outputs = model(cast if len(cast) > 1 else cast[0], training=False)
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+
+
 def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
     """Inference-mode output of a single-input, single-output Keras 2 or Keras 3 model."""
-    return np.asarray(model(tf.constant(inputs), training=False))
+    return predict_all(model, [inputs])[0]
 
 
 def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order, each cast to its input's dtype
-    (test-vector files store class labels as floats, as DL4J reads them)."""
-    tensors = [tf.cast(tf.constant(array), tensor.dtype) for array, tensor in zip(inputs, model.inputs, strict=True)]
-    outputs = model(tensors if len(tensors) > 1 else tensors[0], training=False)
-    return [np.asarray(output) for output in (outputs if isinstance(outputs, list | tuple) else [outputs])]
+    """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order."""
+    return [np.asarray(output) for output in call(model, [tf.constant(array) for array in inputs])]

@@ -116,7 +116,7 @@ def trace(model: Any) -> tuple[list[InputSpec], list[TracedLayer], list[str]]:
     """The model's inputs, every layer in a dependency order with the names it reads, and its output layers."""
     inputs = [InputSpec(getattr(t, _HISTORY)[0].name, _shape(t), _dtype_name(t.dtype)) for t in _tensors(model.inputs)]
     traced: dict[str, TracedLayer] = {}
-    layer_names: dict[int, str] = {}
+    seen_layers: set[int] = set()
     nested: dict[tuple[int, int], dict[int, str]] = {}  # one tensor -> name map per call of a nested model
 
     def visit(tensor: Any, seen: dict[int, str]) -> str:
@@ -133,7 +133,7 @@ def trace(model: Any) -> tuple[list[InputSpec], list[TracedLayer], list[str]]:
         elif type(layer).__name__ == "InputLayer":
             raise ModelError(f"Model {model.name!r} reads input {layer.name!r}, which is not one of its inputs.")
         else:
-            if id(layer) in layer_names:
+            if id(layer) in seen_layers:
                 raise UnsupportedLayerError(
                     f"Layer {layer.name!r} is called more than once (a shared layer); DL4J and ganport's rebuild "
                     "need each layer once. Give each call its own layer."
@@ -141,7 +141,7 @@ def trace(model: Any) -> tuple[list[InputSpec], list[TracedLayer], list[str]]:
             name = layer.name
             while name in traced or name in (item.name for item in inputs):
                 name += "_"  # a nested model may reuse an outer layer's name
-            layer_names[id(layer)] = name
+            seen_layers.add(id(layer))
             traced[name] = TracedLayer(layer, name, inbound)
         seen[id(tensor)] = name
         return name

@@ -22,6 +22,7 @@ from ganport.export.precision import PRECISIONS
 from ganport.export.quality import quality_gate
 from ganport.export.sources import SourceModel, export_metadata
 from ganport.files import atomic_path
+from ganport.loading import call
 
 OPSET = 17
 BATCH_AXIS = "batch"
@@ -63,10 +64,7 @@ def convert_source(model: Any, item: SourceModel, metadata: dict[str, str]) -> o
     ]
 
     def serve(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        cast = [tf.cast(tensor, keras_input.dtype) for tensor, keras_input in zip(inputs, model.inputs, strict=True)]
-        outputs = model(cast if len(cast) > 1 else cast[0], training=False)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        return dict(zip(item.output_names, outputs, strict=True))
+        return dict(zip(item.output_names, call(model, list(inputs)), strict=True))
 
     return convert_function(serve, specs, metadata)
 
@@ -106,15 +104,6 @@ def shapes(path: Path) -> tuple[list[list], list[list]]:
         return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
 
     return [dims(value) for value in graph.input], [dims(value) for value in graph.output]
-
-
-def run(path: Path, inputs: np.ndarray, output: str | None = None) -> np.ndarray:
-    """Run a single-input file on onnxruntime's CPU provider (its first output, or `output`), for parity checks."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = None if output is None else [output]
-    return session.run(names, {session.get_inputs()[0].name: inputs})[0]
 
 
 def run_all(path: Path, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
