@@ -1,10 +1,13 @@
-"""ms per training iteration: the lecture's loop (predict + 3 x train_on_batch) against ganport's compiled step.
+"""ms per training iteration, for each architecture: the lecture's loop (predict + 3 x train_on_batch) against
+ganport's compiled step with and without XLA, and what share of this machine's convolution/GEMM rate each reaches.
 
-Both run in this one process on the same machine and the same real MNIST images. Each is warmed up (tracing and
-compilation excluded), then timed in several runs of `--iterations`; the table gives each run's median and the
-speed-up measured in this run.
+Everything runs in this one process on the same machine and the same real MNIST images. Each contender is warmed
+up (tracing and compilation excluded), then timed in several runs; the table gives the median and the speed-up over
+the lecture's loop on the same architecture, measured in this run. FLOPs per iteration count the convolutions and
+matrix products (forward, weight gradients and the input gradients the backward pass needs), from the layers'
+shapes; the machine's rates are measured here on a large GEMM and on the DCGAN's heaviest convolution.
 
-    python bench/train_speed.py [--runs 5] [--iterations 100] [--json bench/train_speed.json]
+    python bench/train_speed.py [--runs 5] [--models gan,dcgan,cgan] [--json bench/results/train_speed.json]
 """
 
 from __future__ import annotations
@@ -14,69 +17,158 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras
+import numpy as np
 import tensorflow as tf
 from common import report
+from rich.console import Console
 from rich.table import Table
 
 from ganport.data import load_dataset
 from ganport.lecture import SeedStyleGan
+from ganport.models import ARCHITECTURES
 from ganport.run import TrainConfig
-from ganport.train import MAX_CHUNK, GanTrainer
+from ganport.train import MAX_CHUNK, GanTrainer, run_ops_in_order
+
+# Iterations per timed run: enough for a stable median, few enough that XLA's slow convolution gradients (seconds
+# per DCGAN iteration) finish in minutes.
+TIMED_ITERATIONS = {"gan": 100, "cgan": 100, "dcgan": 5}
+BATCH = 32
 
 
-def time_runs(step: Callable[[], object], iterations: int, runs: int, warmup: int) -> list[float]:
-    """ms/iteration of each run, after `warmup` untimed iterations."""
+def time_runs(step: Callable[[], object], calls: int, runs: int, warmup: int = 1) -> list[float]:
+    """Seconds of each run of `calls` calls, after `warmup` untimed calls (tracing, compilation)."""
     for _ in range(warmup):
         step()
     timings = []
     for _ in range(runs):
         started = time.perf_counter()
-        for _ in range(iterations):
+        for _ in range(calls):
             step()
-        timings.append((time.perf_counter() - started) * 1000 / iterations)
+        timings.append(time.perf_counter() - started)
     return timings
+
+
+def forward_flops(model: Any) -> tuple[float, float]:
+    """Per sample: FLOPs of the model's Dense and Conv2D layers, and of its first such layer (whose input gradient a
+    network's own update never needs). Counted by hand: TensorFlow's profiler counts forward Conv2D ops only."""
+    counts = []
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.Dense):
+            counts.append(2.0 * layer.kernel.shape[0] * layer.kernel.shape[1])
+        elif isinstance(layer, keras.layers.Conv2D):  # Conv2DTranspose too: same MACs per output/input pixel pair
+            height, width = layer.output.shape[1:3]
+            kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
+            counts.append(2.0 * height * width * kernel_h * kernel_w * channels_in * channels_out)
+    return sum(counts), counts[0]
+
+
+def _layers(model: Any) -> list[Any]:
+    flat = []
+    for layer in model.layers:
+        flat.extend(_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return flat
+
+
+def iteration_flops(trainer: GanTrainer) -> float:
+    """FLOPs of one lecture iteration: D's two half-batch updates, the half batch of fakes, and G's full-batch
+    update through D (D forward and input gradients only; G forward, weight and input gradients)."""
+    half = BATCH // 2
+    generator, generator_first = forward_flops(trainer.generator)
+    discriminator, discriminator_first = forward_flops(trainer.discriminator)
+    discriminator_update = 3 * discriminator - discriminator_first
+    generator_update = 3 * generator - generator_first + 2 * discriminator
+    return 2 * half * discriminator_update + half * generator + BATCH * generator_update
+
+
+def machine_rates(runs: int) -> dict[str, float]:
+    """GFLOP/s of a 2048^3 fp32 GEMM (numpy's BLAS, the fastest here) and of the DCGAN's heaviest convolution
+    through TensorFlow (batch 32, 28x28, 128 -> 64, 3x3)."""
+    a, b = np.random.default_rng(0).standard_normal((2, 2048, 2048), dtype=np.float32)
+    images, kernel = tf.random.normal([BATCH, 28, 28, 128]), tf.random.normal([3, 3, 128, 64])
+    work = {
+        "GEMM 2048^3 (numpy)": (lambda: a @ b, 2.0 * 2048**3),
+        "Conv2D 32x28x28x128 -> 64, 3x3": (
+            lambda: tf.nn.conv2d(images, kernel, 1, "SAME").numpy(),
+            2.0 * BATCH * 28 * 28 * 3 * 3 * 128 * 64,
+        ),
+    }
+    return {
+        name: flops / 1e9 / statistics.median(time_runs(step, 10, runs)) * 10 for name, (step, flops) in work.items()
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--models", default=",".join(ARCHITECTURES), help="comma-separated architectures")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
 
-    images = load_dataset("mnist").x_train
-    seed_style = SeedStyleGan(images, seed=0)
-    # Each contender runs `chunk` iterations per call; ganport's loop runs up to MAX_CHUNK per compiled call.
-    contenders: dict[str, tuple[Callable[[], object], int]] = {
-        "lecture loop (predict + 3 x train_on_batch)": (seed_style.iteration, 1)
-    }
-    for xla in (True, False):
-        trainer = GanTrainer(TrainConfig(seed=0, jit_compile=xla), images)
-        for chunk in (MAX_CHUNK, 1):
-            name = f"ganport step, {'XLA' if xla else 'no XLA'}, {chunk} it/call"
-            contenders[name] = (lambda t=trainer, c=chunk: t.train_steps(c), chunk)
-
-    results = {
-        name: [ms / chunk for ms in time_runs(step, args.iterations // chunk, args.runs, max(1, args.warmup // chunk))]
-        for name, (step, chunk) in contenders.items()
-    }
-    baseline = statistics.median(results[next(iter(results))])
-    table = Table(
-        title=f"Training speed, batch 32, {args.runs} runs x {args.iterations} iterations, "
-        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores"
-    )
-    for column in ("loop", "median ms/it", "min", "max", "speed-up vs lecture"):
-        table.add_column(column, justify="left" if column == "loop" else "right")
+    run_ops_in_order(Console(stderr=True))  # as `ganport train` runs: one op at a time, bitwise reproducible
+    dataset = load_dataset("mnist")
+    rates = machine_rates(args.runs)
+    peak = max(rates.values())
     rows = []
-    for name, timings in results.items():
-        median = statistics.median(timings)
-        rows.append({"loop": name, "median_ms": median, "runs_ms": timings, "speedup": baseline / median})
-        table.add_row(name, f"{median:.1f}", f"{min(timings):.1f}", f"{max(timings):.1f}", f"{baseline / median:.1f}x")
-    report(table, rows, args.json)
+    for model in args.models.split(","):
+        iterations = TIMED_ITERATIONS[model]
+        lecture = SeedStyleGan(dataset.x_train, dataset.y_train, model=model, seed=0)
+        contenders: dict[str, tuple[Callable[[], object], int]] = {
+            "lecture loop (predict + 3 x train_on_batch)": (lecture.iteration, 1)
+        }
+        default_xla = ARCHITECTURES[model].xla
+        for xla in (True, False):
+            trainer = GanTrainer(TrainConfig(model=model, seed=0, jit_compile=xla), dataset.x_train, dataset.y_train)
+            chunk = min(MAX_CHUNK, iterations)
+            name = f"ganport step, {'XLA' if xla else 'no XLA'}, {chunk} it/call" + (
+                " (default)" if xla == default_xla else ""
+            )
+            contenders[name] = (lambda t=trainer, c=chunk: t.train_steps(c), chunk)
+        flops = iteration_flops(trainer)
+        baseline = None
+        for name, (step, chunk) in contenders.items():
+            warmup = max(1, min(MAX_CHUNK, iterations) // chunk)
+            timings = time_runs(step, iterations // chunk, args.runs, warmup)
+            per_iteration = [seconds / iterations for seconds in timings]
+            median = statistics.median(per_iteration)
+            baseline = baseline or median
+            rows.append(
+                {
+                    "model": model,
+                    "loop": name,
+                    "median_ms": median * 1000,
+                    "runs_ms": [seconds * 1000 for seconds in per_iteration],
+                    "speedup": baseline / median,
+                    "gflop_per_iteration": flops / 1e9,
+                    "gflop_per_s": flops / 1e9 / median,
+                    "share_of_peak": flops / 1e9 / median / peak,
+                }
+            )
+    table = Table(
+        title=f"Training speed, batch {BATCH}, median of {args.runs} runs, TensorFlow {tf.__version__}, "
+        f"{os.cpu_count()} CPU cores; measured peak: "
+        + ", ".join(f"{name} {rate:.0f} GFLOP/s" for name, rate in rates.items())
+    )
+    columns = ("model", "loop", "median ms/it", "min", "max", "vs lecture", "GFLOP/it", "GFLOP/s", "of peak")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("model", "loop") else "right")
+    for row in rows:
+        table.add_row(
+            row["model"],
+            row["loop"],
+            f"{row['median_ms']:.1f}",
+            f"{min(row['runs_ms']):.1f}",
+            f"{max(row['runs_ms']):.1f}",
+            f"{row['speedup']:.1f}x",
+            f"{row['gflop_per_iteration']:.2f}",
+            f"{row['gflop_per_s']:.1f}",
+            f"{100 * row['share_of_peak']:.0f}%",
+        )
+    report(table, {"machine_gflop_per_s": rates, "rows": rows}, args.json)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from ganport.errors import GanportError, UsageError
 from ganport.evaluate import DEFAULT_SAMPLES, MIN_SAMPLES
 from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
 from ganport.files import describe_os_error
+from ganport.models import ARCHITECTURES
 from ganport.parity import VERIFY_ATOL
 from ganport.run import TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
@@ -71,6 +72,8 @@ FAILURE_EXIT = 1
 # A PNG grid beyond this many images is unreadable (and large): ask for .npy instead.
 MAX_GRID_IMAGES = 10000
 DEFAULTS = TrainConfig()
+SCHEDULES = ", ".join(f"{item.name} {item.iterations}" for item in ARCHITECTURES.values())
+NO_XLA = ", ".join(item.name for item in ARCHITECTURES.values() if not item.xla)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -136,17 +139,24 @@ SeedOption = Annotated[
 
 @app.command()
 def train(
+    model: Annotated[
+        _choice(ARCHITECTURES),
+        typer.Option(help="; ".join(f"{item.name}: {item.summary}" for item in ARCHITECTURES.values()) + "."),
+    ] = DEFAULTS.model,
     dataset: Annotated[_choice(DATASETS), typer.Option(help="Dataset to train on.")] = DEFAULTS.dataset,
     data: Annotated[Path | None, typer.Option(help="IDX folder or Keras-layout .npz instead of --dataset.")] = None,
     iterations: Annotated[
         int | None,
-        typer.Option(min=1, help=f"Iterations to train to [default: {DEFAULTS.iterations}; --resume: the run's]."),
+        typer.Option(
+            min=1,
+            help=f"Iterations to train to. Default: the authors' schedule ({SCHEDULES}); with --resume, the run's.",
+        ),
     ] = None,
     batch_size: Annotated[
         int, typer.Option(min=2, help="Batch size (half real, half fake for D).")
     ] = DEFAULTS.batch_size,
     save_interval: Annotated[
-        int, typer.Option(min=1, help="Write a 5x5 sample grid every N iterations.")
+        int, typer.Option(min=1, help="Write a sample grid (one row per digit if conditional) every N iterations.")
     ] = DEFAULTS.save_interval,
     checkpoint_interval: Annotated[
         int, typer.Option(min=1, help="Checkpoint every N iterations.")
@@ -155,20 +165,26 @@ def train(
     beta1: Annotated[float, typer.Option(help="Adam beta_1.")] = DEFAULTS.beta_1,
     latent_dim: Annotated[int, typer.Option(min=1, help="Size of the generator's noise input.")] = DEFAULTS.latent_dim,
     seed: SeedOption = DEFAULTS.seed,
-    xla: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = DEFAULTS.jit_compile,
+    xla: Annotated[
+        bool | None,
+        typer.Option(help=f"Compile the training step with XLA. Default: on, except for {NO_XLA} (faster without)."),
+    ] = None,
     ema: Annotated[
         float, typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); 0: off.")
     ] = DEFAULTS.ema_decay,
     label_smoothing: Annotated[
         float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")
     ] = DEFAULTS.label_smoothing,
+    pretrain_discriminator: Annotated[
+        int, typer.Option(min=0, help="Discriminator-only updates (real vs untrained fakes) before iteration 1.")
+    ] = DEFAULTS.pretrain_discriminator,
     out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<timestamp>].")] = None,
     resume: Annotated[
         bool,
         typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings."),
     ] = False,
 ) -> None:
-    """Train the lecture's GAN on real MNIST: progress, sample grids, metrics, checkpoints, resume.
+    """Train the lecture's GAN, DCGAN or the conditional GAN on real MNIST: progress, grids, checkpoints, resume.
 
     SIGINT (Ctrl-C) and SIGTERM save a checkpoint and exit 130 / 143; --resume continues exactly.
     """
@@ -178,9 +194,10 @@ def train(
         config = None
         if not resume:
             config = TrainConfig(
+                model=model,
                 dataset=dataset,
                 data_path=None if data is None else str(data),
-                iterations=iterations or DEFAULTS.iterations,
+                iterations=iterations,
                 batch_size=batch_size,
                 save_interval=save_interval,
                 checkpoint_interval=checkpoint_interval,
@@ -191,6 +208,7 @@ def train(
                 jit_compile=xla,
                 ema_decay=ema,
                 label_smoothing=label_smoothing,
+                pretrain_discriminator=pretrain_discriminator,
             )
         import_tensorflow_quietly()
         from ganport import train as training
@@ -249,8 +267,12 @@ def sample(
     model: Annotated[
         Path | None, typer.Argument(help="A generator .onnx file [default: the shipped models/mnist-gan one].")
     ] = None,
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of images.")] = 25,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of images (per label with --label).")] = 25,
     seed: SeedOption = 0,
+    label: Annotated[
+        str | None,
+        typer.Option(help="Conditional generators: the digit(s) to draw, 7 or 0-9 or 3,5,8; one grid row each."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="grid.png for a picture, or .npy for the raw images.")] = Path("grid.png"),
     device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
     batch_size: Annotated[int, typer.Option(min=1, help="Largest batch sent to onnxruntime.")] = DEFAULT_BATCH,
@@ -258,27 +280,42 @@ def sample(
     """Generate images with onnxruntime (no TensorFlow on this path); .npy streams any -n in bounded memory."""
     with reported_errors():
         from ganport.files import ensure_writable
-        from ganport.runtime import DEFAULT_GENERATOR, Generator
+        from ganport.runtime import DEFAULT_GENERATOR, Generator, parse_labels
 
         _suffix(out, (".png", ".npy"), "--out")
-        if out.suffix == ".png" and n > MAX_GRID_IMAGES:
-            raise UsageError(f"a PNG grid holds at most {MAX_GRID_IMAGES} images; use --out NAME.npy for -n {n}.")
+        classes = parse_labels(label) if label is not None else []
+        total = n * max(1, len(classes))
+        if out.suffix == ".png" and total > MAX_GRID_IMAGES:
+            raise UsageError(f"a PNG grid holds at most {MAX_GRID_IMAGES} images; use --out NAME.npy for {total}.")
         ensure_writable(out, "--out")
         generator = Generator(model or DEFAULT_GENERATOR, device=device)
         console.print(f"model: {generator.path}", markup=False)
         console.print(f"provider: {generator.provider}")
+        labels = None
+        if classes:
+            import numpy as np
+
+            labels = np.repeat(np.array(classes), n)
+        elif generator.conditional:
+            console.print(
+                f"conditional model: labels drawn uniformly from 0-{generator.classes - 1} (seed {seed}); "
+                "pass --label to choose",
+                markup=False,
+            )
         started = time.perf_counter()
         if out.suffix == ".png":
             from ganport.images import save_grid
 
-            save_grid(generator.sample(n, seed=seed, batch_size=batch_size, uint8=True), out)
+            pictures = generator.sample(total, seed=seed, batch_size=batch_size, uint8=True, labels=labels)
+            save_grid(pictures, out, columns=n if classes else None)
         else:
-            _stream_npy(generator, n, seed, batch_size, out)
+            _stream_npy(generator, total, seed, batch_size, out, labels)
         seconds = time.perf_counter() - started
-        console.print(f"{n} images in {seconds * 1000:.1f} ms ({n / seconds:,.0f}/s) -> {out}")
+        each = f" (labels {label}, {n} each)" if classes else ""
+        console.print(f"{total} images{each} in {seconds * 1000:.1f} ms ({total / seconds:,.0f}/s) -> {out}")
 
 
-def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path) -> None:
+def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path, labels: object) -> None:
     """Batches go straight to the file, with a progress bar when there are several: memory is one batch."""
     import numpy as np
     from rich.progress import Progress
@@ -290,7 +327,7 @@ def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path
         Progress(console=console, transient=True, disable=n <= batch_size) as progress,
     ):
         task = progress.add_task("sample", total=n)
-        for batch in generator.batches(n, seed, batch_size):
+        for batch in generator.batches(n, seed, batch_size, labels):
             append(batch)
             progress.advance(task, len(batch))
 
@@ -395,7 +432,8 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
     png: Annotated[Path | None, typer.Option(help="Sample grid + class histogram [default: MODEL_eval.png].")] = None,
 ) -> None:
-    """Score samples with ganport's MNIST classifier: classifier score, Fréchet distance, class coverage."""
+    """Score samples with ganport's MNIST classifier: classifier score, Fréchet distance, class coverage, and for a
+    conditional generator label accuracy (overall and per digit)."""
     with reported_errors():
         from rich.table import Table
 
@@ -425,6 +463,13 @@ def evaluate(
         Console().print(table)
         histogram = report.generated.class_histogram
         console.print("class histogram: " + " ".join(f"{digit}:{count}" for digit, count in enumerate(histogram)))
+        if report.generated.label_accuracy is not None:
+            per_digit = report.generated.label_accuracy_per_class
+            console.print(
+                f"label accuracy: {100 * report.generated.label_accuracy:.2f}% "
+                f"(real MNIST: {100 * report.real.label_accuracy:.2f}%); per digit: "
+                + " ".join(f"{digit}:{100 * share:.1f}%" for digit, share in enumerate(per_digit))
+            )
         console.print(f"picture: {evaluation.save_report_png(report, samples, png)}", markup=False)
         if json_path is not None:
             console.print(f"json: {evaluation.write_json(report, json_path)}", markup=False)

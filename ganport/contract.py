@@ -1,7 +1,8 @@
 """What a model must be to play a role, checked the same way by sample, eval, export, verify and serve.
 
-A generator maps float noise [batch, latent] to images [batch, height, width, 1] in [-1, 1] (tanh); a discriminator
-maps such images to one validity score [batch, 1]. numpy only: the ONNX path (no TensorFlow) uses it too.
+A generator maps float noise [batch, latent] (and, if conditional, integer class labels [batch, 1]) to images
+[batch, height, width, 1] in [-1, 1] (tanh); a discriminator maps such images to one validity score [batch, 1].
+numpy only: the ONNX path (no TensorFlow) uses it too.
 """
 
 from __future__ import annotations
@@ -80,21 +81,28 @@ def require_role(source: str, role: Role, input_shape: Sequence, output_shape: S
 def require_generator_signature(
     source: str, inputs: Sequence[tuple[str, str, Sequence]], outputs: Sequence[tuple[str, str, Sequence]]
 ) -> None:
-    """ONNX-level check: one float input [batch, latent] and a first output that is a float image batch."""
-    expected = f"a generator takes one float input [batch, latent] and gives float images ({GENERATOR.summary})"
-    received = "; ".join(
-        f"{kind} {name} {list(shape)}"
-        for kind, items in (("input", inputs), ("output", outputs))
-        for name, _, shape in items
+    """ONNX-level check: one float noise input [batch, latent], for a conditional generator also an integer `label`
+    input [batch, 1], and a first output that is a float image batch."""
+    expected = (
+        f"a generator takes one float input [batch, latent] (and, if conditional, an integer {LABEL_INPUT!r} input "
+        f"[batch, 1]) and gives float images ({GENERATOR.summary})"
     )
-    if len(inputs) != 1 or not outputs:
+    received = "; ".join(
+        f"{kind} {name} {type_} {list(shape)}"
+        for kind, items in (("input", inputs), ("output", outputs))
+        for name, type_, shape in items
+    )
+    noise = [item for item in inputs if item[0] != LABEL_INPUT]
+    labels = [item for item in inputs if item[0] == LABEL_INPUT]
+    if len(noise) != 1 or not outputs:
         raise ModelError(
             f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; {expected}. Received: {received}"
         )
-    (_, input_type, input_shape), (_, output_type, output_shape) = inputs[0], outputs[0]
+    (_, input_type, input_shape), (_, output_type, output_shape) = noise[0], outputs[0]
     latent_ok = len(input_shape) == 2 and isinstance(input_shape[1], int) and input_shape[1] > 0
     image_ok = _is_image_shape(output_shape) and all(isinstance(side, int) and side > 0 for side in output_shape[1:])
-    if not (latent_ok and image_ok and input_type == output_type == "tensor(float)"):
+    labels_ok = all(type_.startswith("tensor(int") and list(shape[1:]) == [1] for _, type_, shape in labels)
+    if not (latent_ok and image_ok and labels_ok and input_type == output_type == "tensor(float)"):
         raise ModelError(f"{source} is not a generator: {expected}. Received: {received}")
 
 

@@ -2,7 +2,9 @@
 
 - classifier score: exp(E_x KL(p(y|x) || p(y))), the Inception Score with an MNIST classifier (max 10);
 - Fréchet distance between the classifier's 128-d penultimate features of the samples and of the MNIST test set;
-- the predicted-class histogram, its KL divergence from uniform, and the classes covered (>= 1% of samples each).
+- the predicted-class histogram, its KL divergence from uniform, and the classes covered (>= 1% of samples each);
+- for a conditional generator, label accuracy: the share of samples the classifier reads as the digit asked for,
+  overall and per digit (each digit asked for equally often). Real MNIST's is the classifier's test accuracy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
+CLASSES = 10  # MNIST's digits: what the classifier tells apart
 COVERAGE_SHARE = 0.01
 BATCH = 2000
 DEFAULT_SAMPLES = 10000
@@ -39,6 +42,8 @@ class SampleMetrics:
     kl_from_uniform: float
     classes_covered: int
     class_histogram: list[int]
+    label_accuracy: float | None = None
+    label_accuracy_per_class: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,11 +119,22 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
 
 
 def summarize(
-    name: str, features: np.ndarray, probabilities: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+    name: str,
+    features: np.ndarray,
+    probabilities: np.ndarray,
+    reference: tuple[np.ndarray, np.ndarray],
+    labels: np.ndarray | None = None,
 ) -> SampleMetrics:
-    histogram = np.bincount(probabilities.argmax(axis=1), minlength=10)
+    """The metrics of one set of samples; with `labels` (the class each was meant to be) also label accuracy."""
+    predicted = probabilities.argmax(axis=1)
+    histogram = np.bincount(predicted, minlength=CLASSES)
     share = histogram / histogram.sum()
-    kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * 10), 0.0)))
+    kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * CLASSES), 0.0)))
+    accuracy, per_class = None, None
+    if labels is not None:
+        hits = predicted == labels
+        accuracy = float(hits.mean())
+        per_class = [float(hits[labels == digit].mean()) for digit in range(CLASSES)]
     return SampleMetrics(
         name,
         len(features),
@@ -127,6 +143,8 @@ def summarize(
         kl,
         int(np.sum(share >= COVERAGE_SHARE)),
         histogram.tolist(),
+        accuracy,
+        per_class,
     )
 
 
@@ -137,19 +155,19 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
     against the test set (the test set against itself would be 0).
     """
     digest = hashlib.sha256(classifier.path.read_bytes()).hexdigest()[:16]
-    cached = cache_dir() / f"mnist-test-stats-{digest}.npz"
+    cached = cache_dir() / f"mnist-test-stats-v2-{digest}.npz"  # v2: with label accuracy
     if cached.is_file():
         with np.load(cached, allow_pickle=False) as archive:
             stats = (archive["mu"], archive["sigma"])
             real = SampleMetrics(**json.loads(str(archive["real"])))
         return stats, real
     mnist = load_dataset("mnist")
-    x_test, _ = mnist.require_test()
+    x_test, y_test = mnist.require_test()
     test_features, test_probabilities = classifier(from_uint8(x_test))
     stats = feature_statistics(test_features)
     train_sample = np.random.default_rng(0).choice(len(mnist.x_train), len(x_test), replace=False)
     train_features, _ = classifier(from_uint8(mnist.x_train[train_sample]))
-    real = summarize("real MNIST", test_features, test_probabilities, stats)
+    real = summarize("real MNIST", test_features, test_probabilities, stats, y_test.astype(np.int64))
     real = SampleMetrics(
         **{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features), stats)}
     )
@@ -158,19 +176,32 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
     return stats, real
 
 
-def generate(model: Path, n: int, seed: int) -> np.ndarray:
-    """n images from an ONNX generator (onnxruntime) or a Keras one, from the same seeded noise stream."""
+def generate(model: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """n images from an ONNX generator (onnxruntime) or a Keras one, from the same seeded noise stream, and for a
+    conditional generator the labels asked for: 0, 1, ..., 9, 0, 1, ... (each digit equally often)."""
     if not model.is_file():
         raise ModelError(f"{model} does not exist; pass a generator .onnx, .keras or .h5 file.")
+    labels = np.arange(n) % CLASSES
     if model.suffix == ".onnx":
-        return Generator(model, device="auto").sample(n, seed=seed)
-    from ganport.loading import load_as, predict
+        generator = Generator(model, device="auto")
+        if generator.conditional and generator.classes != CLASSES:
+            raise ModelError(
+                f"{model} draws {generator.classes} classes; the MNIST classifier scores {CLASSES} digits."
+            )
+        images = generator.sample(n, seed=seed, labels=labels if generator.conditional else None)
+        return images, labels if generator.conditional else None
+    from ganport.loading import load_as, predict_all
 
     keras_model = load_as(model, GENERATOR)
     latent = int(keras_model.inputs[0].shape[-1])
-    images = np.concatenate([predict(keras_model, noise) for noise in noise_batches(n, latent, seed, BATCH)])
+    conditional = len(keras_model.inputs) > 1  # the noise comes first (load_as checked); then the class label
+    batches = []
+    for start, noise in zip(range(0, n, BATCH), noise_batches(n, latent, seed, BATCH), strict=True):
+        extra = [labels[start : start + len(noise), None]] if conditional else []
+        batches.append(predict_all(keras_model, [noise, *extra])[0])
+    images = np.concatenate(batches)
     require_images(str(model), images)
-    return images
+    return images, labels if conditional else None
 
 
 def evaluate(
@@ -182,14 +213,14 @@ def evaluate(
     require_seed(seed)
     classifier = Classifier(classifier_path(log))
     reference, real = real_baseline(classifier)
-    samples = generate(Path(model), n, seed)
+    samples, labels = generate(Path(model), n, seed)
     if samples.shape[1:] != (28, 28, 1):
         raise ModelError(
             f"{model} makes images of shape {list(samples.shape[1:])}; the MNIST classifier scores "
             "[28, 28, 1] images only."
         )
     features, probabilities = classifier(samples)
-    generated = summarize(Path(model).name, features, probabilities, reference)
+    generated = summarize(Path(model).name, features, probabilities, reference, labels)
     report = EvalReport(str(model), seed, str(classifier.path), classifier.test_accuracy, generated, real)
     return report, samples
 

@@ -4,15 +4,16 @@ The lecture wraps each Sequential in a functional Model; ganport keeps them flat
 that nests another, and the layers, shapes and initialisers are otherwise exactly the lecture's. The DCGAN and CGAN
 builders take the Keras module (keras, or tf_keras for files saved the lecture's Keras 2 way) and build the
 architectures as Keras-GAN's dcgan.py and cgan.py write them, the conditional ones as functional models.
+ARCHITECTURES names the three that `ganport train --model` trains. Keras is imported by the builders, not here, so
+the command line reads the registry without starting TensorFlow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-
-import keras
-from keras import layers
 
 LATENT_DIM = 100
 IMAGE_SHAPE = (28, 28, 1)
@@ -22,8 +23,18 @@ LEAKY_SLOPE = 0.2
 BATCHNORM_MOMENTUM = 0.8
 
 
-def build_generator(latent_dim: int = LATENT_DIM, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> keras.Sequential:
+def _keras(module: ModuleType | None) -> ModuleType:
+    if module is not None:
+        return module
+    import keras
+
+    return keras
+
+
+def build_generator(latent_dim: int = LATENT_DIM, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Any:
     """Dense 256/512/1024, each followed by LeakyReLU(0.2) and BatchNorm(momentum 0.8), then Dense tanh + Reshape."""
+    keras = _keras(None)
+    layers = keras.layers
     model = keras.Sequential(name="generator")
     model.add(keras.Input(shape=(latent_dim,), name="z"))
     for units in HIDDEN_UNITS_GENERATOR:
@@ -38,8 +49,10 @@ def build_generator(latent_dim: int = LATENT_DIM, image_shape: tuple[int, ...] =
     return model
 
 
-def build_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE) -> keras.Sequential:
+def build_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Any:
     """Flatten, Dense 512 and 256 with LeakyReLU(0.2), Dense 1 sigmoid."""
+    keras = _keras(None)
+    layers = keras.layers
     model = keras.Sequential(name="discriminator")
     model.add(keras.Input(shape=image_shape, name="image"))
     model.add(layers.Flatten())
@@ -55,9 +68,10 @@ DCGAN_DROPOUT = 0.25
 CGAN_DROPOUT = 0.4
 
 
-def build_dcgan_generator(latent_dim: int = LATENT_DIM, module: ModuleType = keras) -> Any:
+def build_dcgan_generator(latent_dim: int = LATENT_DIM, module: ModuleType | None = None) -> Any:
     """Dense(128*7*7, relu) -> Reshape(7, 7, 128) -> BN -> [UpSampling2D -> Conv2D(n, 3) -> relu -> BN] for n = 128,
     64 -> Conv2D(1, 3) -> tanh; every BN with momentum 0.8."""
+    module = _keras(module)
     k = module.layers
     model = module.Sequential(name="generator")
     model.add(module.Input(shape=(latent_dim,), name="z"))
@@ -74,9 +88,10 @@ def build_dcgan_generator(latent_dim: int = LATENT_DIM, module: ModuleType = ker
     return model
 
 
-def build_dcgan_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE, module: ModuleType = keras) -> Any:
+def build_dcgan_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE, module: ModuleType | None = None) -> Any:
     """Conv2D 32/64/128 (stride 2) and 256 (stride 1), each with LeakyReLU(0.2) and Dropout(0.25), BN(0.8) after the
     second and third, ZeroPadding after the second, then Flatten -> Dense(1, sigmoid)."""
+    module = _keras(module)
     k = module.layers
     model = module.Sequential(name="discriminator")
     model.add(module.Input(shape=image_shape, name="image"))
@@ -93,8 +108,9 @@ def build_dcgan_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE, module
     return model
 
 
-def build_cgan_generator(latent_dim: int = LATENT_DIM, classes: int = CLASSES, module: ModuleType = keras) -> Any:
+def build_cgan_generator(latent_dim: int = LATENT_DIM, classes: int = CLASSES, module: ModuleType | None = None) -> Any:
     """noise * Flatten(Embedding(classes, latent)(label)) -> the lecture's MLP generator, nested as Keras-GAN does."""
+    module = _keras(module)
     k = module.layers
     mlp = module.Sequential(name="mlp_generator")
     mlp.add(module.Input(shape=(latent_dim,)))
@@ -111,10 +127,11 @@ def build_cgan_generator(latent_dim: int = LATENT_DIM, classes: int = CLASSES, m
 
 
 def build_cgan_discriminator(
-    image_shape: tuple[int, ...] = IMAGE_SHAPE, classes: int = CLASSES, module: ModuleType = keras
+    image_shape: tuple[int, ...] = IMAGE_SHAPE, classes: int = CLASSES, module: ModuleType | None = None
 ) -> Any:
     """Flatten(image) * Flatten(Embedding(classes, pixels)(label)) -> Dense 512 x 3 with LeakyReLU(0.2), Dropout(0.4)
     after the second and third -> Dense(1, sigmoid)."""
+    module = _keras(module)
     k = module.layers
     pixels = image_shape[0] * image_shape[1] * image_shape[2]
     mlp = module.Sequential(name="mlp_discriminator")
@@ -132,5 +149,41 @@ def build_cgan_discriminator(
     return module.Model([image, label], validity, name="discriminator")
 
 
-def latent_dim_of(generator: keras.Model) -> int:
-    return int(generator.inputs[0].shape[-1])
+@dataclass(frozen=True)
+class Architecture:
+    """A GAN `ganport train --model` trains: its two builders and its authors' schedule."""
+
+    name: str
+    summary: str
+    build_generator: Callable[[int], Any]  # latent size -> generator
+    build_discriminator: Callable[[], Any]
+    iterations: int  # the schedule of the code it comes from: the lecture's, or Keras-GAN's dcgan.py / cgan.py
+    conditional: bool = False  # both networks also take the class label
+    # Whether XLA compiles its training step faster than TensorFlow's own kernels: XLA's CPU convolution gradients
+    # are ~30x slower than oneDNN's (bench/train_speed.py), while the MLPs gain from XLA's fusion.
+    xla: bool = True
+
+
+ARCHITECTURES = {
+    item.name: item
+    for item in (
+        Architecture("gan", "the lecture's MLP GAN", build_generator, build_discriminator, 30000),
+        Architecture(
+            "dcgan",
+            "Keras-GAN's DCGAN: UpSampling + Conv2D generator, strided-conv critic",
+            build_dcgan_generator,
+            build_dcgan_discriminator,
+            4000,
+            xla=False,
+        ),
+        Architecture(
+            "cgan",
+            "Keras-GAN's conditional GAN: the MLP GAN with label embeddings in both networks",
+            build_cgan_generator,
+            build_cgan_discriminator,
+            10000,
+            conditional=True,
+        ),
+    )
+}
+DEFAULT_ARCHITECTURE = "gan"

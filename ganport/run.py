@@ -16,6 +16,7 @@ from pathlib import Path
 from ganport.contract import require_seed
 from ganport.errors import RunFolderError, UsageError
 from ganport.files import output_errors, write_text_atomically
+from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
@@ -29,9 +30,10 @@ DISCRIMINATOR_FILE = "discriminator.keras"
 class TrainConfig:
     """Everything that determines a run's result; saved as the run's config.json. Defaults are the lecture's."""
 
+    model: str = DEFAULT_ARCHITECTURE  # a name in ganport.models.ARCHITECTURES
     dataset: str = "mnist"
     data_path: str | None = None
-    iterations: int = 30000
+    iterations: int | None = None  # None: the architecture's schedule
     batch_size: int = 32
     save_interval: int = 200
     checkpoint_interval: int = 1000
@@ -41,13 +43,25 @@ class TrainConfig:
     beta_1: float = 0.5
     latent_dim: int = 100
     seed: int = 0
-    jit_compile: bool = True
+    jit_compile: bool | None = None  # None: what trains the architecture fastest here
     # Beyond the lecture, both off by default: an exponential moving average of the generator's weights (the
     # generator a run ships), and one-sided label smoothing (real label 1 - smoothing; Salimans et al. 2016).
     ema_decay: float = 0.0
     label_smoothing: float = 0.0
+    # The lecture's tip, off by default: this many discriminator-only updates (real vs the untrained generator's
+    # fakes) before the first iteration.
+    pretrain_discriminator: int = 0
 
     def __post_init__(self) -> None:
+        if self.model not in ARCHITECTURES:
+            raise UsageError(f"model must be one of {', '.join(ARCHITECTURES)}. Received: {self.model!r}")
+        # Frozen, so the architecture's defaults are filled in here, once; config.json then holds the real values.
+        if self.iterations is None:
+            object.__setattr__(self, "iterations", self.architecture.iterations)
+        if self.jit_compile is None:
+            object.__setattr__(self, "jit_compile", self.architecture.xla)
+        if self.pretrain_discriminator < 0:
+            raise UsageError(f"pretrain-discriminator must be 0 or more. Received: {self.pretrain_discriminator}")
         positive = (
             "iterations",
             "batch_size",
@@ -74,6 +88,10 @@ class TrainConfig:
                 f"Adam needs 0 < lr < 1 and 0 <= beta1 < 1. Received: lr={self.learning_rate}, beta1={self.beta_1}"
             )
         require_seed(self.seed)
+
+    @property
+    def architecture(self) -> Architecture:
+        return ARCHITECTURES[self.model]
 
 
 class RunFolder:

@@ -2,7 +2,8 @@
 
 Per iteration, exactly as the lecture: a discriminator update on half a batch of real images (label 1), a second
 update on half a batch of fakes made by the generator in inference mode (label 0), then a generator update on a full
-batch through the frozen discriminator (label 1). Each network has its own Adam.
+batch through the frozen discriminator (label 1). Each network has its own Adam. The same loop trains every
+architecture in ganport.models.ARCHITECTURES (the lecture's MLP GAN, DCGAN, the conditional GAN).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import threading
@@ -30,10 +32,11 @@ from ganport import images
 from ganport.data import load_dataset
 from ganport.errors import OutputError, RunFolderError, TrainingDivergedError, UsageError
 from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
-from ganport.models import build_discriminator, build_generator
+from ganport.models import CLASSES
 from ganport.run import LOCK_FILE, RunFolder, TrainConfig
 
-GRID_NOISE = 25
+# Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
+GRID_COLUMNS = 5
 # Iterations per compiled call: long enough to amortise the call, short enough for a lively progress bar and a
 # prompt stop on SIGINT/SIGTERM (the loop checks for them between calls).
 MAX_CHUNK = 25
@@ -57,38 +60,71 @@ class TrainResult:
 
 
 class GanTrainer(tf.Module):
-    """Models, optimizers, random state and the compiled iteration; everything a checkpoint must restore."""
+    """Models, optimizers, random state and the compiled iteration; everything a checkpoint must restore.
 
-    def __init__(self, config: TrainConfig, train_images: np.ndarray) -> None:
+    A conditional architecture (CGAN) feeds each batch's class labels to both networks, as Keras-GAN's cgan.py: the
+    half batch of fakes gets the labels of the half batch of real images, and the generator's step draws its labels
+    uniformly.
+    """
+
+    def __init__(self, config: TrainConfig, train_images: np.ndarray, train_labels: np.ndarray | None = None) -> None:
         super().__init__(name="gan_trainer")
         self.config = config
+        architecture = config.architecture
         keras.utils.set_random_seed(config.seed)
-        self.generator = build_generator(config.latent_dim)
-        self.discriminator = build_discriminator()
+        self.generator = architecture.build_generator(config.latent_dim)
+        self.discriminator = architecture.build_discriminator()
         self.generator_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
         self.discriminator_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
         self.generator_ema = None
         if config.ema_decay:
-            self.generator_ema = build_generator(config.latent_dim)
+            self.generator_ema = architecture.build_generator(config.latent_dim)
             self.generator_ema.set_weights(self.generator.get_weights())
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.pretrained = tf.Variable(0, dtype=tf.int64, trainable=False, name="pretrained")
         # uint8 keeps the 60k images at 47 MB in memory; scaling to [-1, 1] happens per batch inside the step.
         self.images = tf.constant(train_images)
+        self.labels = None
+        if architecture.conditional:
+            self.labels = tf.constant(_class_labels(config, train_labels), tf.int32)
+        # Dropout draws its masks from a seed generator whose state Keras 3 leaves out of the models' checkpoints;
+        # without it a resumed run would replay the first masks. (Keras names every such state this way.)
+        self.random_states = [
+            variable.value
+            for model in (self.generator, self.discriminator)
+            for variable in model.variables
+            if variable.name == "seed_generator_state"
+        ]
         self.loss = keras.losses.BinaryCrossentropy()
         self.steps = tf.function(self._steps, jit_compile=config.jit_compile)
+        self.pretrain_steps = tf.function(self._pretrain_steps, jit_compile=config.jit_compile)
 
-    def _real_batch(self, size: int) -> tf.Tensor:
+    def _real_batch(self, size: int) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Real images in [-1, 1] and, for a conditional GAN, their class labels [size, 1]."""
         index = self.rng.uniform([size], 0, tf.shape(self.images)[0], dtype=tf.int32)
         pixels = tf.cast(tf.gather(self.images, index), tf.float32)
-        return (pixels[..., None] - 127.5) / 127.5
+        labels = None if self.labels is None else tf.gather(self.labels, index)[:, None]
+        return (pixels[..., None] - 127.5) / 127.5, labels
 
-    def discriminator_update(self, batch: tf.Tensor, label: float) -> tuple[tf.Tensor, tf.Tensor]:
+    def _sampled_labels(self, size: int) -> tf.Tensor | None:
+        if self.labels is None:
+            return None
+        return self.rng.uniform([size, 1], 0, CLASSES, dtype=tf.int32)
+
+    @staticmethod
+    def _conditioned(tensor: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor | list[tf.Tensor]:
+        """A network's input: the tensor alone, or [tensor, labels] for a conditional GAN."""
+        return tensor if labels is None else [tensor, labels]
+
+    def discriminator_update(
+        self, batch: tf.Tensor, label: float, classes: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step of the discriminator alone on a batch that is all real (1) or all fake (0)."""
         with tf.GradientTape() as tape:
-            prediction = self.discriminator(batch, training=True)
+            prediction = self.discriminator(self._conditioned(batch, classes), training=True)
             targets = tf.fill(tf.shape(prediction), label)
             loss = self.loss(targets, prediction)
         variables = self.discriminator.trainable_variables
@@ -96,27 +132,52 @@ class GanTrainer(tf.Module):
         accuracy = tf.reduce_mean(tf.cast(tf.equal(prediction > 0.5, label > 0.5), tf.float32))
         return loss, accuracy
 
-    def generator_update(self, noise: tf.Tensor) -> tf.Tensor:
-        """One Adam step of the generator through the frozen discriminator, labelling its fakes as real."""
+    def generator_update(self, noise: tf.Tensor, classes: tf.Tensor | None = None) -> tf.Tensor:
+        """One Adam step of the generator through the frozen discriminator, labelling its fakes as real.
+
+        Frozen means its weights stay; it still runs in training mode (Dropout on, BatchNorm on batch statistics), as
+        in the Keras 2 code these GANs come from. In inference mode a BatchNorm critic (DCGAN's) judges by moving
+        statistics it never trains with, and the generator learns to fool that judge instead of the real one.
+        """
         with tf.GradientTape() as tape:
-            prediction = self.discriminator(self.generator(noise, training=True), training=False)
+            fakes = self.generator(self._conditioned(noise, classes), training=True)
+            prediction = self.discriminator(self._conditioned(fakes, classes), training=True)
             loss = self.loss(tf.ones_like(prediction), prediction)
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
 
-    def _step(self) -> tf.Tensor:
+    def _discriminator_step(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The discriminator's half of an iteration: real half batch, then as many fakes; mean loss and accuracy."""
         half = self.config.batch_size // 2
-        loss_real, accuracy_real = self.discriminator_update(self._real_batch(half), 1.0 - self.config.label_smoothing)
-        fakes = self.generator(self.rng.normal([half, self.config.latent_dim]), training=False)
-        loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0)
-        generator_loss = self.generator_update(self.rng.normal([self.config.batch_size, self.config.latent_dim]))
+        real, classes = self._real_batch(half)
+        loss_real, accuracy_real = self.discriminator_update(real, 1.0 - self.config.label_smoothing, classes)
+        noise = self.rng.normal([half, self.config.latent_dim])
+        fakes = self.generator(self._conditioned(noise, classes), training=False)
+        loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0, classes)
+        return (loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2
+
+    def _step(self) -> tf.Tensor:
+        discriminator_loss, discriminator_accuracy = self._discriminator_step()
+        noise = self.rng.normal([self.config.batch_size, self.config.latent_dim])
+        generator_loss = self.generator_update(noise, self._sampled_labels(self.config.batch_size))
         if self.generator_ema is not None:
             decay = self.config.ema_decay
             for average, current in zip(self.generator_ema.weights, self.generator.weights, strict=True):
                 average.assign(decay * average + (1.0 - decay) * current)
         self.iteration.assign_add(1)
-        return tf.stack([(loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2, generator_loss])
+        return tf.stack([discriminator_loss, discriminator_accuracy, generator_loss])
+
+    def _pretrain_steps(self, count: tf.Tensor) -> tf.Tensor:
+        metrics = tf.TensorArray(tf.float32, size=count)
+        for index in tf.range(count):
+            metrics = metrics.write(index, tf.stack(self._discriminator_step()))
+            self.pretrained.assign_add(1)
+        return metrics.stack()
+
+    def pretrain(self, count: int) -> np.ndarray:
+        """`count` discriminator-only iterations; returns [count, 2]: D loss, D accuracy per iteration."""
+        return self.pretrain_steps(tf.constant(count, tf.int32)).numpy()
 
     def _steps(self, count: tf.Tensor) -> tf.Tensor:
         # Several iterations per call: XLA on CPU copies every variable in and out of each call, which costs more
@@ -138,6 +199,10 @@ class GanTrainer(tf.Module):
 
     def checkpoint(self) -> tf.train.Checkpoint:
         extra = {} if self.generator_ema is None else {"generator_ema": self.generator_ema}
+        if self.config.pretrain_discriminator:  # only then: runs from before the option restore as they were saved
+            extra["pretrained"] = self.pretrained
+        if self.random_states:
+            extra["random_states"] = self.random_states
         return tf.train.Checkpoint(
             **extra,
             generator=self.generator,
@@ -149,6 +214,31 @@ class GanTrainer(tf.Module):
         )
 
 
+def _class_labels(config: TrainConfig, labels: np.ndarray | None) -> np.ndarray:
+    """The training labels a conditional GAN needs, checked against the classes its embeddings have."""
+    if labels is None:
+        raise UsageError(
+            f"--model {config.model} learns from class labels, and {config.data_path or config.dataset} has none; "
+            "pass a labelled dataset (an IDX folder with train-labels, or an .npz with y_train)."
+        )
+    if labels.size and int(labels.max()) >= CLASSES:
+        raise UsageError(
+            f"--model {config.model} embeds {CLASSES} classes (0-{CLASSES - 1}); the training labels go up to "
+            f"{int(labels.max())}. Pass a dataset with labels 0-{CLASSES - 1}."
+        )
+    return labels
+
+
+def _grid_inputs(config: TrainConfig) -> tuple[np.ndarray | list[np.ndarray], int]:
+    """The fixed generator input of every sample grid of a run, and the grid's width."""
+    rng = np.random.default_rng(config.seed)
+    if not config.architecture.conditional:
+        return rng.standard_normal((GRID_COLUMNS * GRID_COLUMNS, config.latent_dim)).astype(np.float32), GRID_COLUMNS
+    noise = np.tile(rng.standard_normal((GRID_COLUMNS, config.latent_dim)).astype(np.float32), (CLASSES, 1))
+    labels = np.repeat(np.arange(CLASSES, dtype=np.int32), GRID_COLUMNS)[:, None]
+    return [noise, labels], GRID_COLUMNS
+
+
 def _chunk(iteration: int, config: TrainConfig) -> int:
     """Iterations until the next log, grid, checkpoint or the end, at most MAX_CHUNK."""
     intervals = (config.log_interval, config.save_interval, config.checkpoint_interval)
@@ -158,6 +248,21 @@ def _chunk(iteration: int, config: TrainConfig) -> int:
 
 def default_run_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run_ops_in_order(console: Console) -> None:
+    """One TensorFlow op at a time (each still uses every core). When TensorFlow schedules the DCGAN step's
+    independent ops in parallel, its results change in the last bits from run to run, so a resumed run would not
+    equal an uninterrupted one; in order, every run is bitwise reproducible, at a cost of 0-10% here."""
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow's runtime started earlier in this process: its setting stays
+        if os.environ.get("TF_NUM_INTEROP_THREADS") != "1":
+            console.print(
+                "note: TensorFlow started before training, so its ops may run in parallel and a rerun may differ in "
+                "the last bits; set TF_NUM_INTEROP_THREADS=1 before starting Python for bitwise-reproducible runs",
+                markup=False,
+            )
 
 
 def train(config: TrainConfig, out: str | Path | None = None, console: Console | None = None) -> TrainResult:
@@ -219,6 +324,7 @@ def _stop_requests() -> Iterator[list[int]]:
 
 
 def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) -> TrainResult:
+    run_ops_in_order(console)
     dataset = load_dataset(config.dataset, config.data_path)  # before the folder exists: bad data leaves nothing
     console.print(f"data: {len(dataset.x_train)} images from {dataset.source}", markup=False)
     if config.batch_size > len(dataset.x_train):
@@ -231,7 +337,7 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) ->
         removed += [leftover for leftover in run.checkpoints.glob("*_temp*") if _remove_tree(leftover)]
         if removed:
             console.print(f"removed {len(removed)} temporary file(s) left by an earlier, killed run", markup=False)
-        trainer = GanTrainer(config, dataset.x_train)
+        trainer = GanTrainer(config, dataset.x_train, dataset.y_train)
         checkpoint = trainer.checkpoint()
         manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=config.keep_checkpoints)
         if resume:
@@ -307,6 +413,46 @@ def _trim_events(path: Path, iteration: int) -> None:
             writer.write(record)
 
 
+def _require_finite(values: np.ndarray, start: int, run: RunFolder, stage: str = "iteration") -> None:
+    """Stop on the first non-finite loss in a chunk of [D loss, D accuracy(, G loss)] rows that began after `start`."""
+    finite = np.all(np.isfinite(values), axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        losses = f"D loss {values[first, 0]}" + (f", G loss {values[first, 2]}" if values.shape[1] > 2 else "")
+        raise TrainingDivergedError(
+            f"losses became non-finite at {stage} {start + first + 1} ({losses}); the last good checkpoint in "
+            f"{run.checkpoints} is intact. Lower the learning rate or change the seed, then --resume."
+        )
+
+
+def _pretrain(
+    config: TrainConfig,
+    trainer: GanTrainer,
+    run: RunFolder,
+    progress: Progress,
+    stop_requests: list[int],
+    console: Console,
+) -> None:
+    """The discriminator's head start (--pretrain-discriminator), resumable: its count is in the checkpoint."""
+    done = int(trainer.pretrained.numpy())
+    if done >= config.pretrain_discriminator:
+        return
+    task = progress.add_task("pretrain D", total=config.pretrain_discriminator, completed=done, stats="compiling…")
+    values = np.zeros((0, 2), np.float32)
+    while done < config.pretrain_discriminator and not stop_requests:
+        values = trainer.pretrain(min(MAX_CHUNK, config.pretrain_discriminator - done))
+        _require_finite(values, done, run, stage="discriminator pretraining update")
+        done += len(values)
+        loss, accuracy = values.mean(axis=0)
+        progress.update(task, completed=done, stats=f"D loss {loss:.3f} acc {100 * accuracy:.0f}%")
+    if len(values):
+        console.print(
+            f"discriminator pretrained for {done}/{config.pretrain_discriminator} updates "
+            f"(last: D loss {loss:.3f}, accuracy {100 * accuracy:.0f}%)",
+            markup=False,
+        )
+
+
 def _loop(
     config: TrainConfig,
     run: RunFolder,
@@ -315,7 +461,7 @@ def _loop(
     stop_requests: list[int],
     console: Console,
 ) -> TrainResult:
-    grid_noise = np.random.default_rng(config.seed).standard_normal((GRID_NOISE, config.latent_dim)).astype(np.float32)
+    grid_inputs, grid_columns = _grid_inputs(config)
     writer = tf.summary.create_file_writer(str(run.tensorboard))
     start_iteration = int(trainer.iteration.numpy())
     started = time.perf_counter()
@@ -349,17 +495,11 @@ def _loop(
     iteration = start_iteration
     try:
         with Progress(*columns, console=console, transient=False) as progress, writer.as_default():
+            _pretrain(config, trainer, run, progress, stop_requests, console)
             task = progress.add_task("train", total=config.iterations, completed=start_iteration, stats="compiling…")
             while iteration < config.iterations and not stop_requests:
                 values = trainer.train_steps(_chunk(iteration, config))
-                finite = np.all(np.isfinite(values), axis=1)
-                if not finite.all():
-                    first = int(np.argmin(finite))
-                    raise TrainingDivergedError(
-                        f"losses became non-finite at iteration {iteration + first + 1} (D loss {values[first, 0]}, "
-                        f"G loss {values[first, 2]}); the last good checkpoint in {run.checkpoints} is intact. "
-                        "Lower the learning rate or change the seed, then --resume."
-                    )
+                _require_finite(values, iteration, run)
                 iteration += len(values)
                 window.append(values)
                 if iteration % config.log_interval == 0 or iteration == config.iterations:
@@ -388,9 +528,9 @@ def _loop(
                         console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
                         heartbeat = now
                 if iteration % config.save_interval == 0 or iteration == config.iterations:
-                    pictures = images.to_uint8(trainer.shipped_generator(grid_noise, training=False).numpy())
-                    images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=5)
-                    tf.summary.image("samples", pictures, step=iteration, max_outputs=GRID_NOISE)
+                    pictures = images.to_uint8(trainer.shipped_generator(grid_inputs, training=False).numpy())
+                    images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=grid_columns)
+                    tf.summary.image("samples", pictures, step=iteration, max_outputs=len(pictures))
                 if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:
                     save()
                 progress.update(task, completed=iteration)

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Training's bitwise reproducibility needs TensorFlow to run one op at a time (ganport.train.run_ops_in_order); the
+# tests start TensorFlow before training, so they ask for it before it starts.
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -68,3 +71,24 @@ def conversions(tmp_path_factory) -> dict:
             for fmt in ("onnx", "h5", "keras"):
                 (results[name, way][fmt],) = export(source, fmt, out, log=lambda line: None)
     return results
+
+
+@pytest.fixture(scope="session")
+def cgan_run(tmp_path_factory) -> Path:
+    """20 real iterations of the conditional GAN on MNIST, checkpoint and grid at 10 and 20."""
+    from ganport.run import TrainConfig
+    from ganport.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "cgan"
+    train(TrainConfig(model="cgan", iterations=20, save_interval=10, checkpoint_interval=10, log_interval=5), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def conditional_onnx(cgan_run, tmp_path_factory) -> Path:
+    """The short conditional run's generator as ONNX (inputs z and label)."""
+    from ganport.export import export
+
+    out = tmp_path_factory.mktemp("cgan-export")
+    (generator,) = [item for item in export(cgan_run, "onnx", out, log=lambda line: None) if item.role == "generator"]
+    return generator.path

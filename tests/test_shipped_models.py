@@ -13,7 +13,13 @@ from ganport.cli import app
 from ganport.evaluate import evaluate
 from ganport.runtime import DEFAULT_GENERATOR, SHIPPED_MODELS
 
-REFERENCE_MODELS = ["mnist-gan", "mnist-gan-ema"]
+# Each shipped generator, the iterations it was trained for and the quality it must keep: classifier score, and for
+# a conditional generator label accuracy overall and for its worst digit.
+REFERENCE_MODELS = {
+    "mnist-gan": {"iterations": "30000", "score": 7.5},
+    "mnist-gan-ema": {"iterations": "30000", "score": 7.5},
+    "mnist-cgan": {"iterations": "30000", "score": 9.0, "label_accuracy": 0.95, "worst_digit": 0.90},
+}
 
 
 def test_sample_without_a_model_uses_the_shipped_generator(tmp_path):
@@ -25,16 +31,20 @@ def test_sample_without_a_model_uses_the_shipped_generator(tmp_path):
 
 @pytest.mark.parametrize("name", REFERENCE_MODELS)
 def test_reference_model_reproduces_its_recorded_metrics(name):
-    folder = SHIPPED_MODELS / name
+    folder, target = SHIPPED_MODELS / name, REFERENCE_MODELS[name]
     recorded = json.loads((folder / "eval.json").read_text())
     report, _ = evaluate(
         folder / "generator.onnx", n=recorded["generated"]["n"], seed=recorded["seed"], log=lambda line: None
     )
     assert report.generated.classifier_score == pytest.approx(recorded["generated"]["classifier_score"], abs=1e-4)
     assert report.generated.classes_covered == 10
-    assert report.generated.classifier_score >= 7.5
+    assert report.generated.classifier_score >= target["score"]
+    if "label_accuracy" in target:
+        assert report.generated.label_accuracy == pytest.approx(recorded["generated"]["label_accuracy"], abs=1e-4)
+        assert report.generated.label_accuracy >= target["label_accuracy"]
+        assert min(report.generated.label_accuracy_per_class) >= target["worst_digit"]
     props = {p.key: p.value for p in onnx.load(folder / "generator.onnx").metadata_props}
-    assert props["iterations"] == "30000" and props["batchnorm_folded"] == "True"
+    assert props["iterations"] == target["iterations"] and props["batchnorm_folded"] == "True"
     for file in (
         "generator_int8.onnx",
         "generator.h5",

@@ -62,10 +62,10 @@ def export(
     for item in sources:
         model_inputs = inputs[item.role.name]
         target = _target(item, fmt, out_path, single=single, precision=options.precision)
-        if options.precision != FULL_PRECISION and (item.conditional or item.role is not GENERATOR):
+        if options.precision != FULL_PRECISION and item.role is not GENERATOR:
             raise UsageError(
-                f"--precision {options.precision} is quality-gated by scoring samples of an unconditional generator; "
-                f"{item.origin} is not one. Export it in {FULL_PRECISION}."
+                f"--precision {options.precision} is quality-gated by scoring a generator's samples; "
+                f"{item.origin} is a {item.role.name}. Export it in {FULL_PRECISION}."
             )
         reference = predict_all(item.keras_model, list(model_inputs.values()))
         job = Job(item, target, model_inputs, reference, options, log)
