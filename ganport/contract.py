@@ -37,6 +37,9 @@ DISCRIMINATOR = Role("discriminator", "image", "validity", "images [batch, heigh
 ROLES = (GENERATOR, DISCRIMINATOR)
 # A conditional model's class input (integer, [batch, 1]) and an auxiliary classifier's second output (ACGAN).
 LABEL_INPUT = "label"
+# The classes of MNIST and Fashion-MNIST: what conditional models embed and ganport's classifier tells apart, and
+# what a conditional ONNX generator without a `classes` entry in its metadata is taken to know.
+CLASSES = 10
 CLASS_OUTPUT = "class_probabilities"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganport.contract import GENERATOR, require_images, require_seed
+from ganport.contract import CLASSES, GENERATOR, require_images, require_seed
 from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError, UsageError
 from ganport.files import atomic_path, write_text_atomically
@@ -26,7 +26,6 @@ from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
-CLASSES = 10  # MNIST's digits: what the classifier tells apart
 COVERAGE_SHARE = 0.01
 BATCH = 2000
 DEFAULT_SAMPLES = 10000

@@ -12,8 +12,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ganport.contract import CLASSES
 from ganport.images import from_uint8
-from ganport.models import ARCHITECTURES, CLASSES, DEFAULT_ARCHITECTURE
+from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, network_input
 
 
 class SeedStyleGan:
@@ -57,21 +58,18 @@ class SeedStyleGan:
             self.combined = keras.Model(noise, self.discriminator(self.generator(noise)))
         self.combined.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam(learning_rate, beta_1=beta_1))
 
-    def _conditioned(self, batch: np.ndarray, labels: np.ndarray | None) -> np.ndarray | list[np.ndarray]:
-        return batch if labels is None else [batch, labels]
-
     def train_discriminator(
         self, images: np.ndarray, label: float, classes: np.ndarray | None = None
     ) -> tuple[float, float]:
         self.discriminator.trainable = True
         targets = np.full((len(images), 1), label, np.float32)
-        loss, accuracy = self.discriminator.train_on_batch(self._conditioned(images, classes), targets)
+        loss, accuracy = self.discriminator.train_on_batch(network_input(images, classes), targets)
         return float(loss), float(accuracy)
 
     def train_generator(self, noise: np.ndarray, classes: np.ndarray | None = None) -> float:
         self.discriminator.trainable = False
         targets = np.ones((len(noise), 1), np.float32)
-        return float(self.combined.train_on_batch(self._conditioned(noise, classes), targets))
+        return float(self.combined.train_on_batch(network_input(noise, classes), targets))
 
     def iteration(self) -> tuple[float, float, float]:
         """One lecture iteration; returns D loss, D accuracy and G loss."""
@@ -80,7 +78,7 @@ class SeedStyleGan:
         real = self.images[index]
         classes = None if self.labels is None else self.labels[index]
         noise = self.rng.standard_normal((half, self.latent_dim))
-        fakes = self.generator.predict(self._conditioned(noise, classes), verbose=0)
+        fakes = self.generator.predict(network_input(noise, classes), verbose=0)
         loss_real, accuracy_real = self.train_discriminator(real, 1.0, classes)
         loss_fake, accuracy_fake = self.train_discriminator(fakes, 0.0, classes)
         noise = self.rng.standard_normal((self.batch_size, self.latent_dim))

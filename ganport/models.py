@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ganport.contract import CLASSES
+
 LATENT_DIM = 100
 IMAGE_SHAPE = (28, 28, 1)
 HIDDEN_UNITS_GENERATOR = (256, 512, 1024)
@@ -63,7 +65,6 @@ def build_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Any:
     return model
 
 
-CLASSES = 10
 DCGAN_DROPOUT = 0.25
 CGAN_DROPOUT = 0.4
 
@@ -147,6 +148,11 @@ def build_cgan_discriminator(
     embedded = k.Flatten()(k.Embedding(classes, pixels)(label))
     validity = mlp(k.Multiply()([k.Flatten()(image), embedded]))
     return module.Model([image, label], validity, name="discriminator")
+
+
+def network_input(tensor: Any, labels: Any | None) -> Any:
+    """What a network of a GAN takes: the noise or image alone, or [it, labels] when the GAN is conditional."""
+    return tensor if labels is None else [tensor, labels]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ganport.contract import (
+    CLASSES,
     GENERATOR,
     KERAS_SUFFIXES,
     LABEL_INPUT,
@@ -32,8 +33,6 @@ DEFAULT_BATCH = 4096
 # Reference models committed to the repository's models/ (GANPORT_MODELS overrides, e.g. for an installed copy).
 SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
 DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
-# A conditional generator exported without a `classes` entry in its metadata takes MNIST's ten digits.
-DEFAULT_CLASSES = 10
 # Labels drawn for a conditional generator come from their own stream of the seed, so the noise stays the same.
 LABEL_STREAM = 1
 # What `labels=` may be: one class for every image, one per image, or None (drawn uniformly when conditional).
@@ -95,7 +94,7 @@ class Generator:
         noise_input = next(item for item in inputs if item.name != LABEL_INPUT)
         self.input_name = noise_input.name
         self.label_name = LABEL_INPUT if len(inputs) > 1 else None
-        self.classes = int(self.metadata.get("classes") or DEFAULT_CLASSES) if self.conditional else 0
+        self.classes = int(self.metadata.get("classes") or CLASSES) if self.conditional else 0
         self.output_name = outputs[0].name
         self.latent_dim = int(noise_input.shape[1])
         self.image_shape = tuple(outputs[0].shape[1:])

@@ -29,10 +29,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tensorflow.core.util import event_pb2
 
 from ganport import images
+from ganport.contract import CLASSES
 from ganport.data import load_dataset
 from ganport.errors import OutputError, RunFolderError, TrainingDivergedError, UsageError
 from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
-from ganport.models import CLASSES
+from ganport.models import network_input
 from ganport.run import LOCK_FILE, RunFolder, TrainConfig
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
@@ -114,17 +115,12 @@ class GanTrainer(tf.Module):
             return None
         return self.rng.uniform([size, 1], 0, CLASSES, dtype=tf.int32)
 
-    @staticmethod
-    def _conditioned(tensor: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor | list[tf.Tensor]:
-        """A network's input: the tensor alone, or [tensor, labels] for a conditional GAN."""
-        return tensor if labels is None else [tensor, labels]
-
     def discriminator_update(
         self, batch: tf.Tensor, label: float, classes: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step of the discriminator alone on a batch that is all real (1) or all fake (0)."""
         with tf.GradientTape() as tape:
-            prediction = self.discriminator(self._conditioned(batch, classes), training=True)
+            prediction = self.discriminator(network_input(batch, classes), training=True)
             targets = tf.fill(tf.shape(prediction), label)
             loss = self.loss(targets, prediction)
         variables = self.discriminator.trainable_variables
@@ -140,8 +136,8 @@ class GanTrainer(tf.Module):
         statistics it never trains with, and the generator learns to fool that judge instead of the real one.
         """
         with tf.GradientTape() as tape:
-            fakes = self.generator(self._conditioned(noise, classes), training=True)
-            prediction = self.discriminator(self._conditioned(fakes, classes), training=True)
+            fakes = self.generator(network_input(noise, classes), training=True)
+            prediction = self.discriminator(network_input(fakes, classes), training=True)
             loss = self.loss(tf.ones_like(prediction), prediction)
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
@@ -153,7 +149,7 @@ class GanTrainer(tf.Module):
         real, classes = self._real_batch(half)
         loss_real, accuracy_real = self.discriminator_update(real, 1.0 - self.config.label_smoothing, classes)
         noise = self.rng.normal([half, self.config.latent_dim])
-        fakes = self.generator(self._conditioned(noise, classes), training=False)
+        fakes = self.generator(network_input(noise, classes), training=False)
         loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0, classes)
         return (loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2
 

@@ -16,15 +16,21 @@ import numpy as np
 import tensorflow as tf
 
 import ganport
-from ganport.contract import CLASS_OUTPUT, DISCRIMINATOR, GENERATOR, LABEL_INPUT, Role, describe, role_from_shapes
+from ganport.contract import (
+    CLASS_OUTPUT,
+    CLASSES,
+    DISCRIMINATOR,
+    GENERATOR,
+    LABEL_INPUT,
+    Role,
+    describe,
+    role_from_shapes,
+)
 from ganport.errors import ModelError
 from ganport.export.graph import Graph, InputSpec, build, read_graph
 from ganport.loading import load_as, load_model_file, predict_all
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
-
-# Labels for the fixed inputs when no Embedding says how many classes there are (MNIST's digits).
-DEFAULT_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class SourceModel:
         embedding = next(
             (spec for spec in self.graph.layers if spec.kind == "Embedding" and LABEL_INPUT in spec.inbound), None
         )
-        return DEFAULT_CLASSES if embedding is None else int(embedding.options["input_dim"])
+        return CLASSES if embedding is None else int(embedding.options["input_dim"])
 
     def build(self, module: ModuleType) -> Any:
         """This model rebuilt in keras (Keras 3) or tf_keras (Keras 2): a flat Sequential when it is a chain."""
