@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from ganport.models import ARCHITECTURES
 from ganport.parity import VERIFY_ATOL
 from ganport.run import TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
+from ganport.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
 
 app = typer.Typer(
     help="Train the classic Keras MNIST GAN fast, export it to ONNX and DL4J-ready HDF5, and sample it.",
@@ -72,6 +74,7 @@ FAILURE_EXIT = 1
 # A PNG grid beyond this many images is unreadable (and large): ask for .npy instead.
 MAX_GRID_IMAGES = 10000
 DEFAULTS = TrainConfig()
+SERVE_SETTINGS = ServeSettings()
 SCHEDULES = ", ".join(f"{item.name} {item.iterations}" for item in ARCHITECTURES.values())
 NO_XLA = ", ".join(item.name for item in ARCHITECTURES.values() if not item.xla)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -238,24 +241,25 @@ def export(
     precision: Annotated[
         _choice(PRECISIONS),
         typer.Option(
-            help="ONNX only: " + "; ".join(f"{item.name}: {item.summary}" for item in PRECISIONS.values()) + ".",
+            help="ONNX and Triton: " + "; ".join(f"{item.name}: {item.summary}" for item in PRECISIONS.values()) + ".",
         ),
     ] = FULL_PRECISION,
     fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
     force: Annotated[bool, typer.Option(help="Write an fp16/int8 variant even if it fails the quality gate.")] = False,
+    gpu: Annotated[
+        bool, typer.Option(help="Triton only: add a GPU instance group running under TensorRT in FP16.")
+    ] = False,
 ) -> None:
     """Export, then validate each written file against the Keras model (fp32: max abs diff <= 1e-4)."""
     with reported_errors():
         import_tensorflow_quietly()
-        import functools
-
         from ganport.evaluate import score_generator
         from ganport.export import ExportOptions
         from ganport.export import export as export_models
 
         log = functools.partial(console.print, markup=False)
         score = functools.partial(score_generator, log=log)
-        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force, score=score)
+        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu)
         for exported in export_models(source, format, out, log=log, options=options):
             print(exported.path)
             if exported.test_vectors is not None:
@@ -313,6 +317,49 @@ def sample(
         seconds = time.perf_counter() - started
         each = f" (labels {label}, {n} each)" if classes else ""
         console.print(f"{total} images{each} in {seconds * 1000:.1f} ms ({total / seconds:,.0f}/s) -> {out}")
+
+
+@app.command()
+def serve(
+    models: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="ONNX models to serve [default: the shipped models/mnist-gan generator].", show_default=False
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The model's name when one is served [default: its file stem].")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = (
+        DEFAULT_HOST
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = DEFAULT_PORT,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most rows per onnxruntime call (and per request).")] = (
+        SERVE_SETTINGS.max_batch
+    ),
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="How long the first queued request waits for others to batch with.")
+    ] = SERVE_SETTINGS.max_wait_ms,
+    max_queue: Annotated[
+        int | None, typer.Option(min=1, help="Rows that may wait before requests get 503 [default: 8 batches].")
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (413 above it).")] = (
+        SERVE_SETTINGS.max_body_mb
+    ),
+    device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
+) -> None:
+    """Serve ONNX models over HTTP on the Open Inference Protocol (KServe V2, Triton's REST API with binary
+    tensors), micro-batching requests into onnxruntime calls; a sample page at /, Prometheus metrics at /metrics."""
+    with reported_errors():
+        from ganport.runtime import DEFAULT_GENERATOR
+        from ganport.serve import ServeSettings
+        from ganport.serve import serve as serve_models
+
+        settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_mb)
+        log = functools.partial(console.print, markup=False)
+        code = serve_models(models or [DEFAULT_GENERATOR], name, host, port, device, settings, log=log)
+    if code:
+        raise typer.Exit(code)
 
 
 def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path, labels: object) -> None:

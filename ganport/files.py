@@ -128,6 +128,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 temporary.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it replaces `path` (and whatever was there) only if the block
+    succeeds, so a reader sees the old folder or the new one, whole (a Triton model, say: config and weights)."""
+    path = Path(path)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _temporary_for(path)
+        old = _temporary_for(path)
+        try:
+            temporary.mkdir()
+            yield temporary
+            if path.exists():
+                os.replace(path, old)
+            os.replace(temporary, path)
+        finally:
+            for leftover in (temporary, old):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
 def write_text_atomically(path: str | Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)

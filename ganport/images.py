@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -36,11 +37,20 @@ def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np
     return canvas
 
 
-def save_grid(images: np.ndarray, path: str | Path, columns: int | None = None, scale: int = 2) -> Path:
-    """Write uint8 images [N, H, W(, 1)] as one PNG grid, enlarged `scale` times with nearest-neighbour pixels."""
+def grid_png(images: np.ndarray, columns: int | None = None, scale: int = 2) -> bytes:
+    """uint8 images [N, H, W(, 1)] as the bytes of one PNG grid, enlarged `scale` times with nearest-neighbour
+    pixels."""
     picture = Image.fromarray(grid(images, columns))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    encoded = io.BytesIO()
+    picture.save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def save_grid(images: np.ndarray, path: str | Path, columns: int | None = None, scale: int = 2) -> Path:
+    """Write uint8 images [N, H, W(, 1)] as one PNG grid (grid_png)."""
     path = Path(path)
+    png = grid_png(images, columns, scale)
     with atomic_path(path) as temporary:
-        picture.save(temporary, format="PNG")
+        temporary.write_bytes(png)
     return path

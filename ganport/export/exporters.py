@@ -22,10 +22,16 @@ from ganport.loading import predict_all
 def _target(source: SourceModel, fmt: str, out: Path, single: bool, precision: str) -> Path:
     suffix = FORMATS[fmt].suffix
     variant = "" if precision == FULL_PRECISION else f"_{precision}"
-    target = out if single and out.suffix == suffix else out / f"{source.stem}{variant}{suffix}"
+    target = out if _names_file(out, fmt, single) else out / f"{source.stem}{variant}{suffix}"
     if target.resolve() == source.origin.resolve():
         raise UsageError(f"Exporting would overwrite the source {source.origin}; pass --out with another path.")
     return target
+
+
+def _names_file(out: Path, fmt: str, single: bool) -> bool:
+    """Whether --out is the file to write (one model, the format's suffix) rather than a folder to write into."""
+    suffix = FORMATS[fmt].suffix
+    return single and bool(suffix) and out.suffix == suffix
 
 
 def export(
@@ -41,8 +47,10 @@ def export(
         raise UsageError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     if options.precision not in PRECISIONS:
         raise UsageError(f"Unknown precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    if options.precision != FULL_PRECISION and fmt != "onnx":
+    if options.precision != FULL_PRECISION and not FORMATS[fmt].onnx_precisions:
         raise UsageError(f"--precision {options.precision} applies to ONNX only; DL4J and Keras files stay fp32.")
+    if options.gpu and fmt != "triton":
+        raise UsageError(f"--gpu adds a GPU instance group to a Triton model; it does not apply to --format {fmt}.")
     if options.precision != FULL_PRECISION and options.score is None:
         raise UsageError(
             f"--precision {options.precision} is quality-gated: pass ExportOptions(score=...), e.g. "
@@ -56,7 +64,7 @@ def export(
     if len(sources) > 1:
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
     single = len(sources) == 1
-    ensure_writable_folder(out_path.parent if single and out_path.suffix == FORMATS[fmt].suffix else out_path, "--out")
+    ensure_writable_folder(out_path.parent if _names_file(out_path, fmt, single) else out_path, "--out")
     inputs = reference_inputs(sources)
     exported = []
     for item in sources:

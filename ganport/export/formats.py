@@ -23,6 +23,7 @@ class Format:
     summary: str
     roles: tuple[str, ...]  # the roles a run folder exports in this format
     for_dl4j: bool = False  # written for DL4J's Keras import, so limited to what it reads exactly
+    onnx_precisions: bool = False  # ONNX inside, so --precision fp16/int8 applies
 
     @property
     def write(self) -> Callable[[Job], ExportedFile]:
@@ -32,9 +33,17 @@ class Format:
 FORMATS: dict[str, Format] = {
     format.name: format
     for format in (
-        Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",)),
+        Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",), onnx_precisions=True),
         Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator"), True),
         Format("keras", ".keras", "ganport.export.to_keras", "native Keras 3", ("generator", "discriminator")),
+        Format(
+            "triton",
+            "",  # a folder: NAME/config.pbtxt and NAME/1/model.onnx in a Triton model repository
+            "ganport.export.to_triton",
+            "a Triton Inference Server model (onnxruntime backend, dynamic batching)",
+            ("generator",),
+            onnx_precisions=True,
+        ),
     )
 }
 DEFAULT_FORMAT = "onnx"

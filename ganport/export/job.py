@@ -16,7 +16,8 @@ from ganport.parity import Comparison, compare_outputs, require_all
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """How to export: ONNX precision, BatchNorm folding, the quality gate's scorer, and whether to override it.
+    """How to export: ONNX precision, BatchNorm folding, the quality gate's scorer, whether to override it, and for
+    a Triton model whether to add a GPU instance group.
 
     `score(model.onnx)` returns sample metrics with `classifier_score` and `frechet_distance` (the CLI passes
     ganport.evaluate.score_generator); reduced precisions need it.
@@ -26,6 +27,7 @@ class ExportOptions:
     fold_batch_norm: bool = True
     force: bool = False
     score: Callable[[Path], Any] | None = None
+    gpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,74 @@
+"""The "triton" format: one model of a Triton Inference Server model repository, NAME/config.pbtxt beside
+NAME/1/model.onnx, for Triton's onnxruntime backend with dynamic batching.
+
+The ONNX file is the "onnx" format's, validated the same way. The configuration is built as Triton's own protobuf
+message (tritonclient ships model_config_pb2), so a field Triton does not know cannot be written; it is parsed back
+from the written text and its tensors are checked against the ONNX file's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import onnx
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+from ganport.errors import ModelError
+from ganport.export import to_onnx
+from ganport.export.job import ExportedFile, Job
+from ganport.files import atomic_folder
+from ganport.protocol import DATATYPES, MODEL_VERSION, TensorSpec, triton_config
+
+CONFIG_FILE = "config.pbtxt"
+MODEL_FILE = "model.onnx"
+
+
+def write(job: Job) -> ExportedFile:
+    """Write the model folder under a temporary name, validate the ONNX file and the configuration, then rename."""
+    with atomic_folder(job.target) as folder:
+        onnx_file = to_onnx.write(replace(job, target=folder / MODEL_VERSION / MODEL_FILE))
+        inputs, outputs = onnx_tensors(onnx_file.path)
+        config = triton_config(job.target.name, inputs, outputs, gpu=job.options.gpu)
+        text = text_format.MessageToString(json_format.ParseDict(config, model_config_pb2.ModelConfig()))
+        (folder / CONFIG_FILE).write_text(text)
+        check_model_folder(folder, job.target.name)
+    return ExportedFile(job.target, job.item.role.name, "triton", onnx_file.comparison, quality=onnx_file.quality)
+
+
+def onnx_tensors(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """An ONNX file's inputs and outputs in the protocol's terms: datatype names, -1 for dynamic axes."""
+    graph = onnx.load(path, load_external_data=False).graph
+    by_dtype = {dtype: name for name, dtype in DATATYPES.items()}
+
+    def spec(value: onnx.ValueInfoProto) -> TensorSpec:
+        tensor = value.type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        shape = tuple(dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim)
+        return TensorSpec(value.name, by_dtype[dtype], shape)
+
+    return [spec(value) for value in graph.input], [spec(value) for value in graph.output]
+
+
+def read_config(path: Path) -> model_config_pb2.ModelConfig:
+    """Parse a config.pbtxt against Triton's schema; an unknown or misspelt field raises text_format.ParseError."""
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def check_model_folder(folder: Path, name: str) -> model_config_pb2.ModelConfig:
+    """A model folder's configuration parsed, named `name`, batched, and naming exactly the ONNX file's tensors with
+    their types and dims (without the batch axis)."""
+    config = read_config(folder / CONFIG_FILE)
+    inputs, outputs = onnx_tensors(folder / MODEL_VERSION / MODEL_FILE)
+    expected = [(spec.name, f"TYPE_{spec.datatype}", list(spec.shape[1:])) for spec in [*inputs, *outputs]]
+    written = [
+        (tensor.name, model_config_pb2.DataType.Name(tensor.data_type), list(tensor.dims))
+        for tensor in [*config.input, *config.output]
+    ]
+    if config.name != name or config.max_batch_size < 1 or written != expected:
+        raise ModelError(
+            f"{folder / CONFIG_FILE} does not describe its model.onnx: name {config.name!r} (folder {name!r}), "
+            f"max_batch_size {config.max_batch_size}, tensors {written} vs the ONNX file's {expected}."
+        )
+    return config

@@ -1,0 +1,334 @@
+"""The HTTP server: the Open Inference Protocol's REST endpoints over Starlette and uvicorn, micro-batched
+onnxruntime behind them, Prometheus metrics, and a page that draws samples.
+
+Every bad request is answered 4xx with {"error": ...} and leaves the server serving; SIGTERM stops accepting,
+finishes the requests in flight and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import string
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ganport import __version__
+from ganport.contract import require_seed
+from ganport.errors import UsageError
+from ganport.images import grid_png
+from ganport.protocol import (
+    BINARY_TYPE,
+    HEADER_LENGTH,
+    JSON_TYPE,
+    MODEL_VERSION,
+    ProtocolError,
+    decode_request,
+    encode_response,
+    triton_config,
+)
+from ganport.serve.batching import MicroBatcher, ServerMetrics
+from ganport.serve.served import ServedModel, model_names
+from ganport.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+
+MAX_SAMPLE_IMAGES = 256
+SAMPLE_SCALE = 4
+# How much of an oversized body is read and thrown away so that the client sees the 413.
+DISCARD_BYTES = 256 * 2**20
+# Seconds a SIGTERM waits for requests in flight before closing their connections anyway.
+DRAIN_SECONDS = 30
+
+
+class InferenceServer:
+    """Served models, their batchers and the metrics; `app` is the ASGI application."""
+
+    def __init__(self, models: Sequence[ServedModel], settings: ServeSettings | None = None) -> None:
+        self.settings = settings or ServeSettings()
+        self.models = {model.name: model for model in models}
+        self.metrics = ServerMetrics(self.settings.max_batch)
+        self.batchers = {
+            model.name: MicroBatcher(
+                model, self.settings.max_batch, self.settings.max_wait_ms, self.settings.queue_rows, self.metrics
+            )
+            for model in models
+        }
+        model_routes = [
+            ("", self.model_metadata, ["GET"]),
+            ("/ready", self.model_ready, ["GET"]),
+            ("/config", self.model_config, ["GET"]),
+            ("/infer", self.infer, ["POST"]),
+        ]
+        routes = [
+            Route("/", self.page, methods=["GET"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/v2", self.server_metadata, methods=["GET"]),
+            Route("/v2/health/live", self.live, methods=["GET"]),
+            Route("/v2/health/ready", self.ready, methods=["GET"]),
+            Route("/v2/models/{name}/sample.png", self.sample_png, methods=["GET"]),
+            *[
+                Route(f"/v2/models/{{name}}{version}{suffix}", endpoint, methods=methods)
+                for version in ("", "/versions/{version}")
+                for suffix, endpoint, methods in model_routes
+            ],
+        ]
+        self.app = Starlette(
+            routes=routes,
+            lifespan=self._lifespan,
+            exception_handlers={ProtocolError: _protocol_error, HTTPException: _http_error, Exception: _server_error},
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        for batcher in self.batchers.values():
+            batcher.start()
+        yield
+        for batcher in self.batchers.values():
+            await batcher.stop()
+
+    def _model(self, request: Request) -> ServedModel:
+        name = request.path_params["name"]
+        version = request.path_params.get("version", MODEL_VERSION)
+        if name not in self.models or version != MODEL_VERSION:
+            served = ", ".join(self.models)
+            raise ProtocolError(f"No model {name!r} version {version!r} here; served: {served} (version 1).", 404)
+        return self.models[name]
+
+    async def live(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def ready(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return JSONResponse({"name": "ganport", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+    async def model_metadata(self, request: Request) -> Response:
+        return JSONResponse(self._model(request).metadata())
+
+    async def model_ready(self, request: Request) -> Response:
+        self._model(request)
+        return Response(status_code=200)
+
+    async def model_config(self, request: Request) -> Response:
+        model = self._model(request)
+        settings = self.settings
+        config = triton_config(model.name, model.inputs, model.outputs, settings.max_batch, settings.max_wait_ms)
+        return JSONResponse(config)
+
+    async def infer(self, request: Request) -> Response:
+        model = self._model(request)
+        status = 500
+        with self.metrics.request_seconds.labels(model.name).time():
+            try:
+                body = await _read_body(request, self.settings.max_body)
+                decoded = decode_request(body, _header_length(request), model.inputs, model.outputs)
+                model.check(decoded.inputs)
+                outputs = await self.batchers[model.name].infer(decoded.inputs, decoded.rows)
+                content, json_length = encode_response(model.name, decoded, outputs, model.outputs)
+                status = 200
+            except ProtocolError as error:
+                status = error.status
+                raise
+            finally:
+                self.metrics.requests.labels(model.name, str(status)).inc()
+        if json_length is None:
+            return Response(content, media_type=JSON_TYPE)
+        return Response(content, media_type=BINARY_TYPE, headers={HEADER_LENGTH: str(json_length)})
+
+    async def sample_png(self, request: Request) -> Response:
+        model = self._model(request)
+        generator = model.generator
+        if generator is None:
+            raise ProtocolError(f"{model.name} is not a generator, so it has no sample grid.", 404)
+        query = request.query_params
+        n = _int_parameter(query, "n", 16, 1, MAX_SAMPLE_IMAGES)
+        seed = _int_parameter(query, "seed", 0, 0, None)
+        try:
+            require_seed(seed)
+        except UsageError as error:
+            raise ProtocolError(str(error)) from None
+        label = None
+        if "label" in query:
+            if not model.conditional:
+                raise ProtocolError(f"{model.name} is unconditional: it takes no label; drop label=.")
+            label = _int_parameter(query, "label", 0, 0, generator.classes - 1)
+        images = await self.batchers[model.name].in_worker(
+            lambda: generator.sample(n, seed=seed, uint8=True, labels=label)
+        )
+        return Response(
+            grid_png(images, scale=SAMPLE_SCALE), media_type="image/png", headers={"Cache-Control": "no-store"}
+        )
+
+    async def page(self, request: Request) -> Response:
+        generators = [
+            {"name": model.name, "conditional": model.conditional, "classes": model.generator.classes}
+            for model in self.models.values()
+            if model.generator is not None
+        ]
+        # "<" escaped, so no model name can close the script element
+        models = orjson.dumps(generators).decode().replace("<", "\\u003c")
+        return HTMLResponse(string.Template(_page_template()).substitute(models=models))
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _page_template() -> str:
+    return resources.files("ganport.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+
+def _int_parameter(query: Any, name: str, default: int, low: int, high: int | None) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        limits = f"{low}-{high}" if high is not None else f"at least {low}"
+        raise ProtocolError(f"{name} must be an integer, {limits}. Received: {name}={text!r}")
+    return int(text)
+
+
+def _header_length(request: Request) -> int | None:
+    text = request.headers.get(HEADER_LENGTH)
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise ProtocolError(f"{HEADER_LENGTH} must be a byte count. Received: {text!r}")
+    return int(text)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, inflated when gzip or deflate encoded; 413 once it (or its inflated form) passes `limit`
+    bytes.
+
+    The rest of an oversized body is read and thrown away, up to DISCARD_BYTES, so that the client reads the 413
+    rather than a reset connection (nginx's "lingering close").
+    """
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DISCARD_BYTES:
+            break
+    if size > limit:
+        raise ProtocolError(f"The request body is over the server's limit of {limit} bytes (--max-body-mb).", 413)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; send identity, gzip or deflate.", 415)
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise ProtocolError(f"The body is not valid {encoding} ({error}).") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise ProtocolError(f"The inflated body is over the server's limit of {limit} bytes (--max-body-mb).", 413)
+    return inflated
+
+
+async def _protocol_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ProtocolError)
+    return JSONResponse({"error": str(error)}, status_code=error.status)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return JSONResponse(
+        {"error": f"{error.detail}: {request.method} {request.url.path}"}, status_code=error.status_code
+    )
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    return JSONResponse({"error": f"internal error ({type(error).__name__}: {error})"}, status_code=500)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that after its graceful shutdown it does not re-raise the signal that stopped it
+    (a process killed by SIGTERM reads as a crash to supervisors); `signals` tells which ones came."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.signals: list[int] = []
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.signals.append(sig)
+        self._captured_signals.clear()
+
+
+def serve(
+    paths: Sequence[str | Path],
+    name: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    device: str = "auto",
+    settings: ServeSettings | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Serve ONNX models until SIGTERM (exit status 0) or SIGINT (130), draining requests in flight."""
+    paths = [Path(path) for path in paths]
+    names = model_names(paths, name)
+    settings = settings or ServeSettings()
+    models = [ServedModel(path, model_name, device) for path, model_name in zip(paths, names, strict=True)]
+    server_app = InferenceServer(models, settings)
+    listener = _listen(host, port)
+    bound_host, bound_port = listener.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    for model in models:
+        kind = "conditional generator" if model.conditional else "generator" if model.generator else "model"
+        log(f"model {model.name}: {kind} {model.path} on {model.provider}")
+    log(
+        f"serving on http://{shown_host}:{bound_port}/ (max batch {settings.max_batch}, "
+        f"max wait {settings.max_wait_ms:g} ms); Ctrl-C or SIGTERM finishes requests in flight and stops"
+    )
+    config = uvicorn.Config(
+        server_app.app,
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        loop="uvloop" if _has_uvloop() else "asyncio",
+        lifespan="on",
+        timeout_graceful_shutdown=DRAIN_SECONDS,
+    )
+    server = DrainingServer(config)
+    server.run(sockets=[listener])
+    log("stopped: every request in flight was answered")
+    return 130 if signal.SIGINT in server.signals else 0
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise UsageError(f"Cannot listen on {host}:{port} ({error.strerror}); pass another --port or --host.") from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener

@@ -1,0 +1,176 @@
+"""Dynamic micro-batching: requests for one model wait at most `max_wait` after the first of them arrived, are
+concatenated up to `max_batch` rows, run as one onnxruntime call in a worker thread, and split back.
+
+While a batch runs, the next one gathers, so under load batches fill without waiting. The queue is bounded in rows;
+a full queue refuses at once (503) instead of letting latency grow without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ganport.errors import UsageError
+from ganport.protocol import ProtocolError
+from ganport.serve.served import ServedModel
+
+T = TypeVar("T")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class ServerMetrics:
+    """What `GET /metrics` shows, in a registry of its own (one per server, so tests can run several)."""
+
+    def __init__(self, max_batch: int) -> None:
+        self.registry = CollectorRegistry()
+        sizes = [2**power for power in range(max_batch.bit_length()) if 2**power < max_batch] + [max_batch]
+        self.batch_size = Histogram(
+            "ganport_batch_size", "Rows per onnxruntime call", ["model"], buckets=sizes, registry=self.registry
+        )
+        self.batch_seconds = Histogram(
+            "ganport_batch_seconds",
+            "Time of one onnxruntime call",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "ganport_request_seconds",
+            "Infer request time in the server: decoding, queueing, inference, encoding",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "ganport_requests", "Infer requests answered, by HTTP status", ["model", "status"], registry=self.registry
+        )
+        self.queued_rows = Gauge("ganport_queued_rows", "Rows waiting for a batch", ["model"], registry=self.registry)
+
+
+@dataclass
+class _Pending:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future
+    arrived: float
+
+
+class MicroBatcher:
+    """The queue and worker thread of one served model."""
+
+    def __init__(
+        self, model: ServedModel, max_batch: int, max_wait_ms: float, max_queue: int, metrics: ServerMetrics
+    ) -> None:
+        if max_batch < 1 or max_wait_ms < 0 or max_queue < max_batch:
+            raise UsageError(
+                "--max-batch must be at least 1, --max-wait-ms at least 0 and --max-queue at least --max-batch. "
+                f"Received: {max_batch}, {max_wait_ms}, {max_queue}"
+            )
+        self.model, self.max_batch, self.max_wait, self.max_queue = model, max_batch, max_wait_ms / 1000, max_queue
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"onnxruntime-{model.name}")
+        self._batch_size = metrics.batch_size.labels(model.name)
+        self._batch_seconds = metrics.batch_seconds.labels(model.name)
+        metrics.queued_rows.labels(model.name).set_function(lambda: self._queued_rows)
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.model.name}")
+
+    async def stop(self) -> None:
+        """After the server drained its requests: end the loop and the worker thread."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def infer(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        """The model's outputs for these rows, run in a batch with whatever else is queued."""
+        if rows > self.max_batch:
+            raise ProtocolError(
+                f"A request may hold at most {self.max_batch} rows (the server's --max-batch). Received: {rows}; "
+                "split it into several requests."
+            )
+        if self._queued_rows + rows > self.max_queue:
+            raise ProtocolError(f"The server is busy ({self._queued_rows} rows queued); retry shortly.", status=503)
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(inputs, rows, future, time.perf_counter()))
+        self._queued_rows += rows
+        if len(self._queue) == 1 or self._queued_rows >= self.max_batch:
+            self._wake.set()
+        return await future
+
+    async def in_worker(self, function: Callable[[], T]) -> T:
+        """Run `function` on the model's worker thread, between batches (the page's sample grids)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
+    async def _serve(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            deadline = self._queue[0].arrived + self.max_wait
+            while self._queued_rows < self.max_batch and (remaining := deadline - time.perf_counter()) > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    break
+            await self._run(self._take())
+
+    def _take(self) -> list[_Pending]:
+        batch, rows = [], 0
+        while self._queue and rows + self._queue[0].rows <= self.max_batch:
+            pending = self._queue.popleft()
+            rows += pending.rows
+            batch.append(pending)
+        self._queued_rows -= rows
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        batch = [pending for pending in batch if not pending.future.done()]  # the client went away
+        if not batch:
+            return
+        feeds = {name: np.concatenate([pending.inputs[name] for pending in batch]) for name in batch[0].inputs}
+        started = time.perf_counter()
+        try:
+            outputs = await self.in_worker(lambda: self.model.run(feeds))
+        except Exception as error:  # onnxruntime's own types; with several requests, find the one that fails
+            if len(batch) > 1:
+                for pending in batch:
+                    await self._run([pending])
+                return
+            _settle(batch[0].future, exception=_inference_failed(error))
+            return
+        self._batch_seconds.observe(time.perf_counter() - started)
+        self._batch_size.observe(len(feeds[next(iter(feeds))]))
+        start = 0
+        for pending in batch:
+            end = start + pending.rows
+            _settle(pending.future, {name: array[start:end] for name, array in outputs.items()})
+            start = end
+
+
+def _settle(future: asyncio.Future, result: Any = None, exception: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
+
+
+def _inference_failed(error: Exception) -> ProtocolError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ProtocolError(f"onnxruntime could not run the model on this request ({reason}).", status=500)

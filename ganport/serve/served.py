@@ -1,0 +1,85 @@
+"""A model as the server sees it: one onnxruntime session, its tensors in the protocol's terms, and, when it is a
+generator, the sampling that the page and sample.png use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganport.contract import LABEL_INPUT
+from ganport.errors import ModelError, UsageError
+from ganport.protocol import MODEL_VERSION, ProtocolError, TensorSpec, datatype_of_onnx
+from ganport.runtime import Generator, open_session, require_classes
+
+
+class ServedModel:
+    """An ONNX file served under `name`: any model whose inputs and outputs all have a batch axis first."""
+
+    def __init__(self, path: str | Path, name: str, device: str = "auto", threads: int | None = None) -> None:
+        self.path, self.name = Path(path), name
+        self.session = open_session(self.path, device, threads)
+        self.provider = self.session.get_providers()[0]
+        try:
+            self.inputs = [_spec(item) for item in self.session.get_inputs()]
+            self.outputs = [_spec(item) for item in self.session.get_outputs()]
+        except ProtocolError as error:
+            raise ModelError(f"{self.path} cannot be served: {error}") from None
+        fixed = [spec.name for spec in [*self.inputs, *self.outputs] if spec.shape[:1] != (-1,)]
+        if fixed:
+            raise ModelError(
+                f"{self.path} cannot be batched: {', '.join(fixed)} must have a dynamic first (batch) axis; "
+                "export it with one (ganport's ONNX exports have it)."
+            )
+        self.generator = _generator_or_none(self.path, self.session)
+
+    @property
+    def conditional(self) -> bool:
+        return self.generator is not None and self.generator.conditional
+
+    def check(self, inputs: dict[str, np.ndarray]) -> None:
+        """What the graph itself would only fail on, for a whole batch: a conditional generator's class labels."""
+        if self.conditional and LABEL_INPUT in inputs:
+            try:
+                require_classes(inputs[LABEL_INPUT], self.generator.classes, self.name)
+            except UsageError as error:
+                raise ProtocolError(str(error)) from None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """All outputs for a batch of inputs (called from the batching worker thread)."""
+        arrays = self.session.run(None, feeds)
+        return {spec.name: array for spec, array in zip(self.outputs, arrays, strict=True)}
+
+    def metadata(self) -> dict[str, Any]:
+        """The protocol's model metadata: tensors with -1 for the batch axis."""
+        return {
+            "name": self.name,
+            "versions": [MODEL_VERSION],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.metadata() for spec in self.inputs],
+            "outputs": [spec.metadata() for spec in self.outputs],
+        }
+
+
+def _spec(item: Any) -> TensorSpec:
+    shape = tuple(side if isinstance(side, int) and side > 0 else -1 for side in item.shape)
+    return TensorSpec(item.name, datatype_of_onnx(item.type), shape)
+
+
+def _generator_or_none(path: Path, session: Any) -> Generator | None:
+    try:
+        return Generator(path, session=session)
+    except ModelError:  # any other model is served too, just without sample.png and the page
+        return None
+
+
+def model_names(paths: list[Path], name: str | None) -> list[str]:
+    """`--name` for a single model, else each file's stem; two models under one name are refused."""
+    if name is not None and len(paths) != 1:
+        raise UsageError(f"--name names one model; {len(paths)} were given. Rename the files instead.")
+    names = [name] if name is not None else [path.stem for path in paths]
+    taken = sorted({item for item in names if names.count(item) > 1})
+    if taken:
+        raise UsageError(f"Two models would be served as {', '.join(taken)}; pass files with distinct names.")
+    return names

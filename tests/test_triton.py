@@ -1,0 +1,103 @@
+"""`ganport export --format triton`: a Triton model repository whose config.pbtxt parses against Triton's own schema
+and names the ONNX file's tensors; the same client code works against `ganport serve`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from google.protobuf import json_format, text_format
+from serving import running_server
+from tritonclient.grpc import model_config_pb2
+from typer.testing import CliRunner
+
+from conftest import assert_one_line_error
+from ganport.cli import app
+from ganport.errors import ModelError
+from ganport.export.to_triton import CONFIG_FILE, MODEL_FILE, check_model_folder, onnx_tensors, read_config
+from ganport.protocol import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
+from ganport.runtime import Generator
+
+
+@pytest.fixture(scope="module")
+def repository(short_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("triton") / "repo"
+    result = CliRunner().invoke(app, ["export", str(short_run), "--format", "triton", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_repository_layout_and_config(repository):
+    assert sorted(path.relative_to(repository).as_posix() for path in repository.rglob("*")) == [
+        "generator",
+        "generator/1",
+        f"generator/1/{MODEL_FILE}",
+        f"generator/{CONFIG_FILE}",
+    ]
+    config = check_model_folder(repository / "generator", "generator")
+    assert config.backend == "onnxruntime" and config.max_batch_size == DEFAULT_MAX_BATCH
+    assert config.dynamic_batching.max_queue_delay_microseconds == DEFAULT_MAX_WAIT_MS * 1000
+    assert [(tensor.name, list(tensor.dims)) for tensor in config.input] == [("z", [100])]
+    assert [(tensor.name, list(tensor.dims)) for tensor in config.output] == [("image", [28, 28, 1])]
+    assert [group.kind for group in config.instance_group] == [config.instance_group[0].KIND_CPU]
+    assert not config.optimization.HasField("execution_accelerators")
+
+
+def test_the_model_file_is_the_validated_onnx_export(repository, short_run):
+    generator = Generator(repository / "generator" / "1" / MODEL_FILE, device="cpu")
+    assert generator.metadata["producer"] == "ganport" and generator.latent_dim == 100
+
+
+def test_a_misspelt_or_unknown_field_fails_to_parse(repository, tmp_path):
+    text = (repository / "generator" / CONFIG_FILE).read_text()
+    for broken in (
+        text.replace("max_batch_size", "max_batch_sise"),
+        text.replace("KIND_CPU", "KIND_CPUS"),
+        text + "\nwarmup_rounds: 3\n",
+    ):
+        (tmp_path / CONFIG_FILE).write_text(broken)
+        with pytest.raises(text_format.ParseError):
+            read_config(tmp_path / CONFIG_FILE)
+
+
+def test_a_config_that_disagrees_with_its_onnx_file_is_refused(repository, tmp_path):
+    folder = tmp_path / "generator"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / MODEL_FILE).write_bytes((repository / "generator" / "1" / MODEL_FILE).read_bytes())
+    text = (repository / "generator" / CONFIG_FILE).read_text()
+    for wrong in (text.replace("dims: 100", "dims: 64"), text.replace('name: "z"', 'name: "noise"')):
+        (folder / CONFIG_FILE).write_text(wrong)
+        with pytest.raises(ModelError, match="does not describe its model.onnx"):
+            check_model_folder(folder, "generator")
+
+
+def test_gpu_adds_a_tensorrt_fp16_gpu_group(short_run, tmp_path):
+    result = CliRunner().invoke(app, ["export", str(short_run), "--format", "triton", "--out", str(tmp_path), "--gpu"])
+    assert result.exit_code == 0, result.output
+    config = check_model_folder(tmp_path / "generator", "generator")
+    assert [group.kind for group in config.instance_group] == [
+        config.instance_group[0].KIND_CPU,
+        config.instance_group[0].KIND_GPU,
+    ]
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt" and dict(accelerator.parameters) == {"precision_mode": "FP16"}
+
+
+def test_gpu_is_refused_for_other_formats(short_run, tmp_path):
+    result = CliRunner().invoke(app, ["export", str(short_run), "--format", "onnx", "--out", str(tmp_path), "--gpu"])
+    assert_one_line_error(result, "--gpu", "Triton", exit_code=2)
+
+
+def test_the_same_client_code_works_against_ganport_serve(repository):
+    """The README's tritonclient snippet, against `ganport serve` on the repository's model: the config the server
+    reports is the exported one, and inference answers."""
+    model = repository / "generator" / "1" / MODEL_FILE
+    exported = json_format.MessageToDict(read_config(repository / "generator" / CONFIG_FILE))
+    inputs, outputs = onnx_tensors(model)
+    with running_server(model, "--name", "generator") as server, triton.InferenceServerClient(server.address) as client:
+        reported = json_format.ParseDict(client.get_model_config("generator"), model_config_pb2.ModelConfig())
+        assert json_format.MessageToDict(reported) == exported
+        noise = np.zeros((2, 100), np.float32)
+        request = triton.InferInput(inputs[0].name, [2, 100], inputs[0].datatype)
+        request.set_data_from_numpy(noise)
+        assert client.infer("generator", [request]).as_numpy(outputs[0].name).shape == (2, 28, 28, 1)
