@@ -341,12 +341,16 @@ def serve(
         float, typer.Option(min=0, help="How long the first queued request waits for others to batch with.")
     ] = SERVE_SETTINGS.max_wait_ms,
     max_queue: Annotated[
-        int | None, typer.Option(min=1, help="Rows that may wait before requests get 503 [default: 8 batches].")
+        int | None,
+        typer.Option(min=1, help="Rows that may wait before requests get 503 [default: 8 batches, at least 2048]."),
     ] = None,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (413 above it).")] = (
         SERVE_SETTINGS.max_body_mb
     ),
     device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="onnxruntime threads per model [default: one per core].")
+    ] = None,
 ) -> None:
     """Serve ONNX models over HTTP on the Open Inference Protocol (KServe V2, Triton's REST API with binary
     tensors), micro-batching requests into onnxruntime calls; a sample page at /, Prometheus metrics at /metrics."""
@@ -355,7 +359,7 @@ def serve(
         from ganport.serve import ServeSettings
         from ganport.serve import serve as serve_models
 
-        settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_mb)
+        settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_mb, threads)
         log = functools.partial(console.print, markup=False)
         code = serve_models(models or [DEFAULT_GENERATOR], name, host, port, device, settings, log=log)
     if code:

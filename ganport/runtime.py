@@ -50,8 +50,12 @@ def available_providers() -> list[str]:
     return list(_onnxruntime().get_available_providers())
 
 
-def open_session(path: str | Path, device: str = "auto", threads: int | None = None) -> Any:
-    """An onnxruntime InferenceSession for an .onnx file on `device`, whose provider is checked, never assumed."""
+def open_session(path: str | Path, device: str = "auto", threads: int | None = None, spinning: bool = True) -> Any:
+    """An onnxruntime InferenceSession for an .onnx file on `device`, whose provider is checked, never assumed.
+
+    `spinning=False` makes onnxruntime's threads sleep between calls instead of busy-waiting for the next one: what a
+    server sharing its cores with request handling needs (spinning threads starve the event loop).
+    """
     if device not in DEVICES:
         raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     path = Path(path)
@@ -68,6 +72,8 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = _providers(device)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

@@ -145,7 +145,7 @@ def test_inspect_cli_prints_a_table_and_json(conversions):
     result = CliRunner().invoke(app, ["inspect", source, "--json"])
     report = json.loads(result.stdout)
     assert [item["name"] for item in report["inputs"]] == ["z", "label"]
-    assert report["verdicts"] == {"onnx": [], "h5": [], "keras": []}
+    assert report["verdicts"] == {"onnx": [], "h5": [], "keras": [], "triton": []}
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ganport import __version__
-from ganport.contract import require_seed
+from ganport.contract import MAX_SEED
 from ganport.errors import UsageError
 from ganport.images import grid_png
 from ganport.protocol import (
@@ -66,24 +66,24 @@ class InferenceServer:
             )
             for model in models
         }
-        model_routes = [
+        model_routes = [  # infer first: Starlette tries routes in order, and it is the one called thousands of times
+            ("/infer", self.infer, ["POST"]),
             ("", self.model_metadata, ["GET"]),
             ("/ready", self.model_ready, ["GET"]),
             ("/config", self.model_config, ["GET"]),
-            ("/infer", self.infer, ["POST"]),
         ]
         routes = [
+            *[
+                Route(f"/v2/models/{{name}}{version}{suffix}", endpoint, methods=methods)
+                for suffix, endpoint, methods in model_routes
+                for version in ("", "/versions/{version}")
+            ],
+            Route("/v2/models/{name}/sample.png", self.sample_png, methods=["GET"]),
             Route("/", self.page, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
-            Route("/v2/models/{name}/sample.png", self.sample_png, methods=["GET"]),
-            *[
-                Route(f"/v2/models/{{name}}{version}{suffix}", endpoint, methods=methods)
-                for version in ("", "/versions/{version}")
-                for suffix, endpoint, methods in model_routes
-            ],
         ]
         self.app = Starlette(
             routes=routes,
@@ -156,11 +156,7 @@ class InferenceServer:
             raise ProtocolError(f"{model.name} is not a generator, so it has no sample grid.", 404)
         query = request.query_params
         n = _int_parameter(query, "n", 16, 1, MAX_SAMPLE_IMAGES)
-        seed = _int_parameter(query, "seed", 0, 0, None)
-        try:
-            require_seed(seed)
-        except UsageError as error:
-            raise ProtocolError(str(error)) from None
+        seed = _int_parameter(query, "seed", 0, 0, MAX_SEED)
         label = None
         if "label" in query:
             if not model.conditional:
@@ -191,13 +187,12 @@ def _page_template() -> str:
     return resources.files("ganport.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
-def _int_parameter(query: Any, name: str, default: int, low: int, high: int | None) -> int:
+def _int_parameter(query: Any, name: str, default: int, low: int, high: int) -> int:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        limits = f"{low}-{high}" if high is not None else f"at least {low}"
-        raise ProtocolError(f"{name} must be an integer, {limits}. Received: {name}={text!r}")
+    if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
+        raise ProtocolError(f"{name} must be an integer from {low} to {high}. Received: {name}={text!r}")
     return int(text)
 
 
@@ -285,7 +280,9 @@ def serve(
     paths = [Path(path) for path in paths]
     names = model_names(paths, name)
     settings = settings or ServeSettings()
-    models = [ServedModel(path, model_name, device) for path, model_name in zip(paths, names, strict=True)]
+    models = [
+        ServedModel(path, model_name, device, settings.threads) for path, model_name in zip(paths, names, strict=True)
+    ]
     server_app = InferenceServer(models, settings)
     listener = _listen(host, port)
     bound_host, bound_port = listener.getsockname()[:2]
@@ -305,6 +302,7 @@ def serve(
         loop="uvloop" if _has_uvloop() else "asyncio",
         lifespan="on",
         timeout_graceful_shutdown=DRAIN_SECONDS,
+        proxy_headers=False,  # no proxy in front by default: nothing to trust X-Forwarded-* from
     )
     server = DrainingServer(config)
     server.run(sockets=[listener])

@@ -19,7 +19,7 @@ class ServedModel:
 
     def __init__(self, path: str | Path, name: str, device: str = "auto", threads: int | None = None) -> None:
         self.path, self.name = Path(path), name
-        self.session = open_session(self.path, device, threads)
+        self.session = open_session(self.path, device, threads, spinning=False)
         self.provider = self.session.get_providers()[0]
         try:
             self.inputs = [_spec(item) for item in self.session.get_inputs()]
