@@ -296,3 +296,37 @@ def test_serving_never_imports_tensorflow(served_files):
         "import ganport.cli; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_requests_that_cannot_be_joined_run_one_by_one(tmp_path):
+    """A model with a dynamic second axis: two requests of different widths arrive in one window; each is answered."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ganport.serve import MicroBatcher, ServedModel
+    from ganport.serve.batching import ServerMetrics
+
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "negate",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "width"])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(proto, tmp_path / "negate.onnx")
+    model = ServedModel(tmp_path / "negate.onnx", "negate", device="cpu")
+    assert model.generator is None and model.inputs[0].shape == (-1, -1)
+    narrow, wide = np.ones((1, 2), np.float32), np.ones((1, 3), np.float32)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch=8, max_wait_ms=100, max_queue=16, metrics=ServerMetrics(8))
+        batcher.start()
+        try:
+            both = asyncio.gather(batcher.infer({"x": narrow}, 1), batcher.infer({"x": wide}, 1))
+            return await asyncio.wait_for(both, 30)  # before the fix the batcher died and both waited forever
+        finally:
+            await batcher.stop()
+
+    first, second = asyncio.run(scenario())
+    np.testing.assert_array_equal(first["y"], -narrow)
+    np.testing.assert_array_equal(second["y"], -wide)

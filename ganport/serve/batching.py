@@ -142,9 +142,10 @@ class MicroBatcher:
         batch = [pending for pending in batch if not pending.future.done()]  # the client went away
         if not batch:
             return
-        feeds = {name: np.concatenate([pending.inputs[name] for pending in batch]) for name in batch[0].inputs}
         started = time.perf_counter()
         try:
+            # requests whose other axes differ (a model with dynamic ones) cannot be joined: they run one by one
+            feeds = {name: np.concatenate([pending.inputs[name] for pending in batch]) for name in batch[0].inputs}
             outputs = await self.in_worker(lambda: self.model.run(feeds))
         except Exception as error:  # onnxruntime's own types; with several requests, find the one that fails
             if len(batch) > 1:
