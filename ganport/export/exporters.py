@@ -48,7 +48,11 @@ def export(
     if options.precision not in PRECISIONS:
         raise UsageError(f"Unknown precision {options.precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if options.precision != FULL_PRECISION and not FORMATS[fmt].onnx_precisions:
-        raise UsageError(f"--precision {options.precision} applies to ONNX only; DL4J and Keras files stay fp32.")
+        onnx_formats = " or ".join(name for name, item in FORMATS.items() if item.onnx_precisions)
+        raise UsageError(
+            f"--precision {options.precision} applies to ONNX only (--format {onnx_formats}); "
+            "DL4J and Keras files stay fp32."
+        )
     if options.gpu and fmt != "triton":
         raise UsageError(f"--gpu adds a GPU instance group to a Triton model; it does not apply to --format {fmt}.")
     if options.precision != FULL_PRECISION and options.score is None:
