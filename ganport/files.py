@@ -76,10 +76,16 @@ def _writer_alive(temporary: Path) -> bool:
 def _remove_dead_writers(candidates: Iterator[Path]) -> list[Path]:
     removed = []
     for leftover in candidates:
-        if leftover.is_file() and not _writer_alive(leftover):
-            with contextlib.suppress(OSError):
+        # folders only when named by atomic_folder (with the writer's pid): nothing else of a user's is ever removed
+        ours = leftover.is_file() or (leftover.is_dir() and _WRITER_PID.search(leftover.name) is not None)
+        if not ours or _writer_alive(leftover):
+            continue
+        with contextlib.suppress(OSError):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
                 leftover.unlink()
-                removed.append(leftover)
+            removed.append(leftover)
     return removed
 
 
@@ -135,6 +141,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     with output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         temporary = _temporary_for(path)
         old = _temporary_for(path)
         try:

@@ -72,6 +72,8 @@ def test_a_config_that_disagrees_with_its_onnx_file_is_refused(repository, tmp_p
 
 
 def test_gpu_adds_a_tensorrt_fp16_gpu_group(short_run, tmp_path):
+    dead_writer = tmp_path / ".generator.999999999-0123abcd.tmp"  # a killed export's half-written model folder
+    (dead_writer / "1").mkdir(parents=True)
     result = CliRunner().invoke(app, ["export", str(short_run), "--format", "triton", "--out", str(tmp_path), "--gpu"])
     assert result.exit_code == 0, result.output
     config = check_model_folder(tmp_path / "generator", "generator")
@@ -81,6 +83,7 @@ def test_gpu_adds_a_tensorrt_fp16_gpu_group(short_run, tmp_path):
     ]
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and dict(accelerator.parameters) == {"precision_mode": "FP16"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["generator"]
 
 
 def test_gpu_is_refused_for_other_formats(short_run, tmp_path):
