@@ -119,7 +119,7 @@ def test_dl4j_writes_a_png_grid_from_an_imported_conditional_generator(conversio
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema", "mnist-cgan"])
+@pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan"])
 def test_shipped_reference_models_import_into_dl4j_with_parity(name):
     from ganport.runtime import SHIPPED_MODELS
 

@@ -188,7 +188,9 @@ def save_test_vectors(
         archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: input_names}))
         archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: output_names}))
         for name, array in arrays.items():
-            archive.create_dataset(name, data=array)
+            # Per-layer activations of a convolutional model run to tens of MB; shuffle + deflate (HDF5's built-in
+            # filters, which DL4J's HDF5 library reads) halve them.
+            archive.create_dataset(name, data=array, compression="gzip", shuffle=True)
 
     path.write_bytes(_hdf5_bytes(fill))
     with h5py.File(path, "r") as archive:
