@@ -204,8 +204,8 @@ def _checked(
 def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Comparison]:
     """DL4J's output, and the worst of its per-layer activations (a hidden layer can be off while outputs agree).
 
-    A hidden layer's tolerance is atol times the scale java-check's ParityCheck reports for it (its largest
-    |activation|, at least 1; ModelResult.maxLayerAbsDiff there says why).
+    The worst layer and its scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says why):
+    a hidden layer's tolerance is atol times its scale.
     """
     if result is None:
         return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=f"no {stem}.h5 to import")]
@@ -213,7 +213,7 @@ def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Compa
         return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=result.get("reason") or "")]
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"DL4J gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
-    worst = max(result["layers"], key=lambda layer: layer["maxAbsDiff"] / layer["scale"], default=None)
+    worst = next((layer for layer in result["layers"] if layer["name"] == result.get("worstLayer")), None)
     comparisons = [Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)]
     if worst is not None:
         comparisons.append(

@@ -192,6 +192,7 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
             "maxAbsDiff": diff,
             "maxRelDiff": 1e-6,
             "layers": [{"name": "conv", "maxAbsDiff": diff, "maxRelDiff": 1e-6, "scale": scale}],
+            "worstLayer": "conv",
             "dl4jOutputShape": [16, 784],
             "kerasOutputShape": [16, 784],
         }

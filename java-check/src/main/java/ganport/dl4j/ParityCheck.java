@@ -47,13 +47,15 @@ public final class ParityCheck {
         public String reason;
         public Double maxAbsDiff;
         public Double maxRelDiff;
-        /**
-         * The largest difference over the per-layer activations (a hidden layer can be off while outputs agree), each
-         * layer's difference divided by its scale: the largest |activation| of that layer in Keras, at least 1. Two
-         * correct float32 convolutions summing 1152 products of values near 50 differ by ~1e-5; outputs in [-1, 1]
-         * keep atol itself.
-         */
+        /** The largest difference over the per-layer activations (a hidden layer can be off while outputs agree). */
         public Double maxLayerAbsDiff;
+        /**
+         * What the per-layer verdict uses: each layer's difference divided by its scale (the largest |activation| of
+         * that layer in Keras, at least 1), largest first at {@link #worstLayer}. Two correct float32 convolutions
+         * summing 1152 products of values near 50 differ by ~1e-5; layers within [-1, 1] keep atol itself.
+         */
+        public Double maxLayerScaledDiff;
+        public String worstLayer;
         public long[] kerasOutputShape;
         public long[] dl4jOutputShape;
         public String shapeReconciliation;
@@ -177,22 +179,23 @@ public final class ParityCheck {
                     result.layers.add(layer);
                 }
             }
-            String worstLayer = null;
-            double worstLayerDiff = 0;
+            result.maxLayerAbsDiff = 0.0;
+            result.maxLayerScaledDiff = 0.0;
             for (Map<String, Object> layer : result.layers) {
-                double scaledDiff = (double) layer.get("maxAbsDiff") / (double) layer.get("scale");
-                if (scaledDiff > worstLayerDiff) {
-                    worstLayerDiff = scaledDiff;
-                    worstLayer = (String) layer.get("name");
+                double layerAbsDiff = (double) layer.get("maxAbsDiff");
+                double scaledDiff = layerAbsDiff / (double) layer.get("scale");
+                result.maxLayerAbsDiff = Math.max(result.maxLayerAbsDiff, layerAbsDiff);
+                if (result.worstLayer == null || scaledDiff > result.maxLayerScaledDiff) {
+                    result.maxLayerScaledDiff = scaledDiff;
+                    result.worstLayer = (String) layer.get("name");
                 }
             }
-            result.maxLayerAbsDiff = worstLayerDiff;
-            result.status = diff[0] <= atol && worstLayerDiff <= atol ? "pass" : "fail";
+            result.status = diff[0] <= atol && result.maxLayerScaledDiff <= atol ? "pass" : "fail";
             if (diff[0] > atol) {
                 result.reason = String.format("max abs diff %.3g exceeds %.1g", diff[0], atol);
-            } else if (worstLayerDiff > atol) {
-                result.reason = String.format("layer %s: max abs diff %.3g exceeds %.1g times its scale", worstLayer,
-                        worstLayerDiff, atol);
+            } else if (result.maxLayerScaledDiff > atol) {
+                result.reason = String.format("layer %s: max abs diff / scale %.3g exceeds %.1g", result.worstLayer,
+                        result.maxLayerScaledDiff, atol);
             }
         } catch (Exception error) {
             result.status = "error";
