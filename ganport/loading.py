@@ -104,3 +104,8 @@ def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
 def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order."""
     return [np.asarray(output) for output in call(model, [tf.constant(array) for array in inputs])]
+
+
+def framework_versions() -> dict[str, str]:
+    """The versions whose kernels compute a Keras reference, for the provenance stored with test vectors."""
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}

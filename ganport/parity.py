@@ -1,24 +1,130 @@
-"""Numeric parity between a reference and a candidate backend, with explicit tolerances and shape rules.
+"""Numeric parity between a reference and a candidate backend: one rule for every float32 comparison, and shape rules.
+
+The rule. Two correct float32 implementations of a model do not give the same bits: each sums its products in its
+own order (oneDNN's blocking for the CPU's ISA, cache sizes and threads; MLAS in onnxruntime; libnd4j in DL4J), and
+each addition rounds. A K-term sum's rounding errors add up like a random walk, about sqrt(K) ulps of the running
+magnitude, and two implementations each carry their own, so they sit sqrt(K) times FLOAT32_EPSILON apart relative to
+the values summed; L summing layers in a row add their shares. The bound a comparison must meet is therefore
+
+    (atol + L * sqrt(K) * FLOAT32_EPSILON) * max(1, max |reference|)
+
+with K the model's longest sum (a Dense layer's inputs, a convolution's kh * kw * input channels), L its summing
+layers, and atol = 1e-5 for what is not a sum (tanh, sigmoid and exp differ by a few ulps between libraries). It
+holds whether the reference was computed a moment ago on this machine (export's self-check) or stored on another
+CPU (verify on shipped models or a copied folder, DL4J), because the kernels differ in both cases. A changed weight
+moves the output by far more than rounding does; a weight changed by less (one ulp) is caught by the weights'
+digests stored with the test vectors, not by this bound.
 
 Kept free of TensorFlow and onnxruntime so that every backend (Keras, onnxruntime, DL4J's JSON report) can share it.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from ganport.errors import ParityError
 
-# Tolerances are data, declared once: export self-checks, fp32 backends in `ganport verify`, and DL4J's check.
-EXPORT_ATOL = 1e-4
-VERIFY_ATOL = 1e-5
+ATOL = 1e-5
+FLOAT32_EPSILON = float(np.finfo(np.float32).eps)  # 2**-23: one ulp at 1.0
 REFERENCE_BATCH = 16
 REFERENCE_SEED = 1234
 # Relative differences are reported against max(|reference|, this floor), so values near zero do not explode.
 RELATIVE_FLOOR = 1e-3
+DEFAULT_ONEDNN = "oneDNN default ISA"
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """How much float32 summation a model does: how many of its layers sum products, and its longest sum."""
+
+    layers: int = 0
+    longest: int = 0
+
+    @property
+    def spread(self) -> float:
+        """The relative difference summation order alone can make at the output (the module's docstring says why)."""
+        return self.layers * math.sqrt(self.longest) * FLOAT32_EPSILON
+
+    def tolerance(self, atol: float = ATOL) -> float:
+        """The bound per unit of output scale: atol plus the summation spread."""
+        return atol + self.spread
+
+    def describe(self) -> str:
+        return f"{self.layers} summing layers, longest sum {self.longest}"
+
+
+def scale(reference: np.ndarray) -> float:
+    """What a tolerance is multiplied by: the reference's largest magnitude, at least 1."""
+    finite = np.abs(reference[np.isfinite(reference)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0
+
+
+def provenance(frameworks: dict[str, str]) -> dict[str, str]:
+    """Where numbers are being computed: the CPU and its vector ISA, oneDNN's settings, threads, library versions.
+
+    Stored with test vectors and shown by `ganport verify`, so a difference can be traced to the kernels that made it.
+    """
+    return {
+        "cpu": _cpu_name(),
+        "isa": _vector_isa(),
+        "onednn": _onednn_setting(),
+        "threads": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        **frameworks,
+    }
+
+
+def describe_provenance(record: dict[str, str] | None) -> str:
+    """One short line for a table, e.g. `AMD EPYC, AVX2, 2 threads, TF 2.21.0` (oneDNN named when not its default)."""
+    if not record:
+        return "not recorded"
+    parts = [record.get("cpu", "?"), record.get("isa", "?")]
+    parts += [] if record.get("onednn") == DEFAULT_ONEDNN else [record.get("onednn", "?")]
+    parts += [f"{record.get('threads', '?')} threads", f"TF {record.get('tensorflow', '?')}"]
+    return ", ".join(parts)
+
+
+def _cpu_flags_and_name() -> tuple[set[str], str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return set(), platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return set(fields.get("flags", "").split()), fields.get("model name", platform.machine())
+
+
+def _cpu_name() -> str:
+    return _cpu_flags_and_name()[1]
+
+
+def _vector_isa() -> str:
+    """The widest vector ISA this CPU offers oneDNN, with the extensions that change its float32 kernels."""
+    flags, _ = _cpu_flags_and_name()
+    if "avx512f" in flags:
+        extras = [
+            name
+            for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"), ("amx_tile", "AMX"))
+            if flag in flags
+        ]
+        return "AVX-512" + "".join(f" + {name}" for name in extras)
+    for flag, name in (("avx2", "AVX2"), ("avx", "AVX"), ("sse4_1", "SSE4.1")):
+        if flag in flags:
+            return name
+    return platform.machine()
+
+
+def _onednn_setting() -> str:
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return "oneDNN off"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"oneDNN ISA capped at {cap}" if cap else DEFAULT_ONEDNN
 
 
 @dataclass(frozen=True)
@@ -27,19 +133,20 @@ class Comparison:
     backend: str
     max_abs_diff: float
     max_rel_diff: float
-    atol: float
+    bound: float
     note: str = ""
+    origin: str = ""  # where the reference was computed, when it was stored elsewhere
 
     @property
     def passed(self) -> bool:
-        return bool(self.max_abs_diff <= self.atol)
+        return bool(self.max_abs_diff <= self.bound)
 
     def line(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
         note = f" ({self.note})" if self.note else ""
         return (
             f"{self.model} [{self.backend}]: max abs diff {self.max_abs_diff:.3g}, max rel diff "
-            f"{self.max_rel_diff:.3g} (atol {self.atol:g}) {verdict}{note}"
+            f"{self.max_rel_diff:.3g} (bound {self.bound:.3g}) {verdict}{note}"
         )
 
 
@@ -48,8 +155,8 @@ def reference_noise(latent_dim: int, batch: int = REFERENCE_BATCH, seed: int = R
     return np.random.default_rng(seed).standard_normal((batch, latent_dim)).astype(np.float32)
 
 
-def compare(model: str, backend: str, reference: np.ndarray, candidate: np.ndarray, atol: float) -> Comparison:
-    """Compare two outputs element by element.
+def compare(model: str, backend: str, reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> Comparison:
+    """Compare two outputs element by element, within `tolerance` times the reference's scale.
 
     Shapes must hold the same number of elements per sample: a candidate that dropped a trailing Reshape (DL4J's
     Sequential import gives [N, 784] for [N, 28, 28, 1]) is compared in flattened C order, explicitly.
@@ -64,11 +171,12 @@ def compare(model: str, backend: str, reference: np.ndarray, candidate: np.ndarr
             )
         reference = reference.reshape(len(reference), -1)
         candidate = candidate.reshape(len(candidate), -1)
+    bound = tolerance * scale(reference)
     difference = np.abs(reference - candidate)
     if not np.all(np.isfinite(candidate)):
-        return Comparison(model, backend, float("inf"), float("inf"), atol)
+        return Comparison(model, backend, float("inf"), float("inf"), bound)
     relative = difference / np.maximum(np.abs(reference), RELATIVE_FLOOR)
-    return Comparison(model, backend, float(difference.max()), float(relative.max()), atol)
+    return Comparison(model, backend, float(difference.max()), float(relative.max()), bound)
 
 
 def compare_outputs(
@@ -77,18 +185,19 @@ def compare_outputs(
     names: Sequence[str],
     references: Sequence[np.ndarray],
     candidates: Sequence[np.ndarray],
-    atol: float,
+    tolerance: float,
 ) -> Comparison:
-    """Compare every output of a model; the worst one is reported, named when there are several."""
+    """Compare every output of a model; the worst one (furthest past, or least within, its bound) is reported, named
+    when there are several."""
     if len(references) != len(candidates):
         raise ParityError(
             f"{model} [{backend}]: {len(candidates)} outputs, expected {len(references)} ({', '.join(names)})."
         )
     comparisons = [
-        compare(model, backend, reference, candidate, atol)
+        compare(model, backend, reference, candidate, tolerance)
         for reference, candidate in zip(references, candidates, strict=True)
     ]
-    worst = max(range(len(comparisons)), key=lambda index: comparisons[index].max_abs_diff)
+    worst = max(range(len(comparisons)), key=lambda index: comparisons[index].max_abs_diff - comparisons[index].bound)
     if len(comparisons) == 1:
         return comparisons[0]
     return replace(comparisons[worst], note=f"worst of {len(names)} outputs: {names[worst]}")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from ganport.contract import LABEL_INPUT, describe, role_from_shapes, role_named_by
 from ganport.errors import GanportError
-from ganport.export.to_h5 import TEST_VECTORS_SUFFIX
-from ganport.parity import VERIFY_ATOL, Comparison, compare_outputs
+from ganport.export.to_h5 import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
+from ganport.parity import ATOL, Accumulation, Comparison, compare_outputs, describe_provenance, scale
 from ganport.run import RunFolder
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
@@ -65,11 +65,13 @@ def build_java_check(log: Callable[[str], None] = print) -> list[str]:
         if result.returncode != 0:
             tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-5:])
             raise VerifyError(f"Maven could not build java-check (exit {result.returncode}): {tail}")
+        classpath_file.touch()  # Maven leaves an unchanged classpath file's time alone: mark the build fresh
     return [str(classes), *classpath_file.read_text().strip().split(os.pathsep)]
 
 
-def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None] = print) -> dict:
-    """Run java-check's ParityCheck on a folder of HDF5 exports; returns its JSON report."""
+def run_dl4j(folder: Path, atol: float = ATOL, log: Callable[[str], None] = print) -> dict:
+    """Run java-check's ParityCheck on a folder of HDF5 exports; returns its JSON report. ParityCheck judges each
+    model by the tolerance stored with its test vectors, and by `atol` where none is (older exports)."""
     classpath = build_java_check(log)
     with tempfile.TemporaryDirectory() as scratch:
         report_path = Path(scratch) / "report.json"
@@ -86,10 +88,15 @@ def run_dl4j(folder: Path, atol: float = VERIFY_ATOL, log: Callable[[str], None]
 
 @dataclass(frozen=True)
 class VectorFile:
-    """A test-vector file's inputs (by name, in the model's order) and the Keras predictions (by output name)."""
+    """A test-vector file's inputs (by name, in the model's order), the Keras predictions (by output name), and
+    ganport's records: the parity rule's inputs, where the predictions were computed, the model file's weight digests
+    (each None in files written before ganport stored it)."""
 
     inputs: dict[str, np.ndarray]
     predictions: dict[str, np.ndarray]
+    parity: dict | None = None
+    provenance: dict | None = None
+    weights: dict[str, str] | None = None
 
     @property
     def main_input(self) -> str:
@@ -97,14 +104,19 @@ class VectorFile:
         return next(name for name in self.inputs if name != LABEL_INPUT)
 
 
+_RECORDS = (PARITY, PROVENANCE, WEIGHTS)
+
+
 def _read_vectors(path: Path) -> VectorFile:
     try:
         with h5py.File(path, "r") as archive:
             inputs = json.loads(archive.attrs["inputs"])["inputs"]
             outputs = json.loads(archive.attrs["outputs"])["outputs"]
+            records = [json.loads(archive.attrs[name]) if name in archive.attrs else None for name in _RECORDS]
             return VectorFile(
                 {name: archive["inputs"][name][()] for name in inputs},
                 {name: archive["predictions"][name][()] for name in outputs},
+                *records,
             )
     except (OSError, KeyError, IndexError, ValueError, StopIteration) as error:
         raise VerifyError(
@@ -130,9 +142,12 @@ def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path 
 
 
 def verify(
-    source: str | Path, dl4j: bool = True, atol: float = VERIFY_ATOL, log: Callable[[str], None] = print
+    source: str | Path, dl4j: bool = True, atol: float | None = None, log: Callable[[str], None] = print
 ) -> list[Comparison]:
-    """Compare every available backend with the Keras predictions on the same fixed inputs."""
+    """Compare every available backend with the Keras predictions on the same fixed inputs.
+
+    Each model is held to ganport's float32 rule (ganport.parity) unless `atol` gives a fixed bound instead.
+    """
     import keras
 
     from ganport.export import to_onnx
@@ -142,31 +157,68 @@ def verify(
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
     if not vector_files:
         raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format h5` first.")
-    report = run_dl4j(folder, atol, log) if dl4j else {"models": []}
+    report = run_dl4j(folder, ATOL if atol is None else atol, log) if dl4j else {"models": []}
     dl4j_results = {result["model"]: result for result in report["models"]}
     comparisons: list[Comparison] = []
     for vectors in vector_files:
         stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
         expected = _read_vectors(vectors)
+        h5_file = folder / f"{stem}.h5"
+        tolerance = _tolerance(expected, h5_file) if atol is None else atol
+        origin = describe_provenance(expected.provenance)
+        checked = partial(_checked, stem, expected=expected, tolerance=tolerance, origin=origin)
         arrays = list(expected.inputs.values())
         keras_file = next(
             (p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras") if p.is_file()), None
         )
         if keras_file is not None:
             live = keras.saving.load_model(keras_file, compile=False)
-            run_keras = partial(predict_all, live, arrays)
-            comparisons.append(_checked(stem, "keras", *shapes(live), expected, atol, run_keras))
+            comparisons.append(checked("keras", *shapes(live), run=partial(predict_all, live, arrays)))
         onnx_file = folder / f"{stem}.onnx"
         if onnx_file.is_file():
             run_onnx = partial(to_onnx.run_all, onnx_file, expected.inputs, list(expected.predictions))
-            comparisons.append(_checked(stem, "onnxruntime", *to_onnx.shapes(onnx_file), expected, atol, run_onnx))
-        if (folder / f"{stem}.h5").is_file():
-            reloaded = load_keras2(folder / f"{stem}.h5")
-            run_h5 = partial(predict_all, reloaded, arrays)
-            comparisons.append(_checked(stem, "tf_keras h5", *shapes(reloaded), expected, atol, run_h5))
+            comparisons.append(checked("onnxruntime", *to_onnx.shapes(onnx_file), run=run_onnx))
+        if h5_file.is_file():
+            if expected.weights is not None:
+                comparisons.append(_weights_comparison(stem, h5_file, expected.weights, origin))
+            reloaded = load_keras2(h5_file)
+            comparisons.append(checked("tf_keras h5", *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
         if dl4j:
-            comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), atol))
+            comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), tolerance, expected, origin))
     return comparisons
+
+
+def _tolerance(expected: VectorFile, h5_file: Path) -> float:
+    """The model's bound per unit of output scale: from the rule's inputs stored with its test vectors, or, for
+    vectors written before ganport stored them, from the HDF5 model beside them."""
+    if expected.parity is not None:
+        accumulation = Accumulation(expected.parity["summing_layers"], expected.parity["longest_sum"])
+    elif h5_file.is_file():
+        from ganport.export.graph import read_graph
+        from ganport.loading import load_keras2
+
+        accumulation = read_graph(load_keras2(h5_file)).accumulation()
+    else:
+        accumulation = Accumulation()
+    return accumulation.tolerance(ATOL)
+
+
+def _weights_comparison(stem: str, h5_file: Path, stored: dict[str, str], origin: str) -> Comparison:
+    """The HDF5 file's weights against the digests taken when it was exported: any change, one ulp included."""
+    found = weight_digests(h5_file)
+    changed = sorted(name for name in stored.keys() | found.keys() if stored.get(name) != found.get(name))
+    if not changed:
+        return Comparison(stem, "h5 weights", 0.0, 0.0, 0.0, note=f"{len(found)} arrays as exported", origin=origin)
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return Comparison(
+        stem,
+        "h5 weights",
+        float("inf"),
+        float("inf"),
+        0.0,
+        note=f"changed since export (SHA-256 differs): {shown}; re-export it",
+        origin=origin,
+    )
 
 
 def _checked(
@@ -174,8 +226,10 @@ def _checked(
     backend: str,
     input_shapes: list[list],
     output_shapes: list[list],
+    *,
     expected: VectorFile,
-    atol: float,
+    tolerance: float,
+    origin: str,
     run: Callable[[], list[np.ndarray]],
 ) -> Comparison:
     """Compare a backend's model with the test vectors, or report why it cannot be: a model that takes other inputs
@@ -196,25 +250,31 @@ def _checked(
     elif named is not None and role is not named:
         problem = f"named {named.name} but maps {shown}"
     if problem is not None:
-        return Comparison(stem, backend, float("inf"), float("inf"), atol, note=f"{problem}; re-export it")
+        return Comparison(stem, backend, float("inf"), float("inf"), tolerance, f"{problem}; re-export it", origin)
     names = list(expected.predictions)
-    return compare_outputs(stem, backend, names, list(expected.predictions.values()), run(), atol)
+    comparison = compare_outputs(stem, backend, names, list(expected.predictions.values()), run(), tolerance)
+    return replace(comparison, origin=origin)
 
 
-def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Comparison]:
+def _dl4j_comparisons(
+    stem: str, result: dict | None, tolerance: float, expected: VectorFile, origin: str
+) -> list[Comparison]:
     """DL4J's output, and the worst of its per-layer activations (a hidden layer can be off while outputs agree).
 
     The worst layer and its scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says why):
-    a hidden layer's tolerance is atol times its scale.
+    a hidden layer's bound is the tolerance times its scale, as an output's is.
     """
     if result is None:
-        return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=f"no {stem}.h5 to import")]
+        return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, f"no {stem}.h5 to import", origin)]
     if result.get("maxAbsDiff") is None:
-        return [Comparison(stem, "dl4j", float("inf"), float("inf"), atol, note=result.get("reason") or "")]
+        return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"DL4J gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
+    output_scale = max(scale(prediction) for prediction in expected.predictions.values())
     worst = next((layer for layer in result["layers"] if layer["name"] == result.get("worstLayer")), None)
-    comparisons = [Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], atol, note=note)]
+    comparisons = [
+        Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin)
+    ]
     if worst is not None:
         comparisons.append(
             Comparison(
@@ -222,8 +282,9 @@ def _dl4j_comparisons(stem: str, result: dict | None, atol: float) -> list[Compa
                 "dl4j layers",
                 worst["maxAbsDiff"],
                 worst["maxRelDiff"],
-                atol * worst["scale"],
+                tolerance * worst["scale"],
                 note=f"worst of {len(result['layers'])}: {worst['name']}, scale {worst['scale']:.3g}",
+                origin=origin,
             )
         )
     return comparisons

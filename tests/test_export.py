@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import h5py
@@ -13,7 +14,6 @@ import pytest
 
 from ganport.errors import ModelError, ParityError, UnsupportedLayerError, UsageError
 from ganport.export import PRECISIONS, export
-from ganport.parity import EXPORT_ATOL
 
 
 def lecture_generator_keras3() -> keras.Model:
@@ -55,7 +55,7 @@ def test_every_export_of_a_run_passes_its_own_parity_check(exported):
         ("discriminator", "keras"),
     }
     for comparison in lines.values():
-        assert comparison.passed and comparison.max_abs_diff <= EXPORT_ATOL
+        assert comparison.passed and comparison.bound < 1e-4, comparison.line()
 
 
 def test_onnx_has_named_dynamic_batch_and_metadata(exported):
@@ -185,7 +185,7 @@ def test_a_failed_parity_check_leaves_no_file(tmp_path, short_run, monkeypatch):
 
 
 def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
-    from ganport.verify import _dl4j_comparisons
+    from ganport.verify import VectorFile, _dl4j_comparisons
 
     def layers(diff: float, scale: float) -> dict:
         return {
@@ -197,10 +197,12 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
             "kerasOutputShape": [16, 784],
         }
 
-    atol = 1e-5
+    tolerance = 1e-5
+    vectors = VectorFile({}, {"image": np.linspace(-1, 1, 784, dtype=np.float32).reshape(1, 784)})
+    check = functools.partial(_dl4j_comparisons, tolerance=tolerance, expected=vectors, origin="")
     # A convolution whose activations reach 50: float32 rounding alone differs by ~2e-5 there.
-    loud = _dl4j_comparisons("generator", layers(2e-5, 50.0), atol)[1]
-    assert loud.backend == "dl4j layers" and loud.passed and loud.atol == pytest.approx(5e-4)
-    assert not _dl4j_comparisons("generator", layers(6e-4, 50.0), atol)[1].passed
-    # Layers within [-1, 1] keep atol itself (java-check reports their scale as 1).
-    assert not _dl4j_comparisons("generator", layers(2e-5, 1.0), atol)[1].passed
+    loud = check("generator", layers(2e-5, 50.0))[1]
+    assert loud.backend == "dl4j layers" and loud.passed and loud.bound == pytest.approx(5e-4)
+    assert not check("generator", layers(6e-4, 50.0))[1].passed
+    # Layers within [-1, 1] keep the tolerance itself (java-check reports their scale as 1).
+    assert not check("generator", layers(2e-5, 1.0))[1].passed

@@ -15,6 +15,7 @@ import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
 from ganport.export.layers import Builder, LayerSpec, converter, supported_layers
+from ganport.parity import Accumulation
 
 # Keras 3 KerasTensors and tf_keras ones both record (layer, node index, tensor index) here.
 _HISTORY = "_keras_history"
@@ -62,6 +63,14 @@ class Graph:
                 return False
             previous = [spec.name]
         return len(self.inputs) == 1 and list(self.outputs) == previous
+
+    def accumulation(self) -> Accumulation:
+        """The float32 summation this graph does, which its parity tolerance follows (ganport.parity says how).
+
+        Global average pooling sums a whole feature map, whose size the graph does not hold; its K is left out.
+        """
+        lengths = [length for spec in self.layers if (length := int(converter(spec.kind).accumulation(spec)))]
+        return Accumulation(len(lengths), max(lengths, default=0))
 
     def with_layers(self, layers: list[LayerSpec]) -> Graph:
         return replace(self, layers=tuple(layers))

@@ -58,12 +58,13 @@ class Job:
     def compare(self, backend: str, outputs: list[np.ndarray]) -> Comparison:
         """This file's outputs against the Keras model's, within the precision's bound; raises when outside it."""
         comparison = compare_outputs(
-            self.item.stem, backend, self.item.output_names, self.reference, outputs, self.atol
+            self.item.stem, backend, self.item.output_names, self.reference, outputs, self.tolerance
         )
         require_all([comparison])
         return comparison
 
     @property
-    def atol(self) -> float:
-        """The parity bound this file must meet: its precision's."""
-        return PRECISIONS[self.options.precision].atol
+    def tolerance(self) -> float:
+        """The parity bound this file must meet per unit of output scale: its precision's atol plus the model's
+        float32 summation spread (ganport.parity)."""
+        return self.item.graph.accumulation().tolerance(PRECISIONS[self.options.precision].atol)

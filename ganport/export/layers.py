@@ -9,6 +9,7 @@ What DL4J 1.0.0-M2.1 reads of each layer comes from its source (../shared/resear
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -58,6 +59,8 @@ class Converter:
     dl4j_problem: Callable[[dict[str, Any]], str | None] = field(default=lambda options: None)
     dl4j_rewrite: str = ""
     merges: bool = False  # takes a list of tensors (Add, Multiply, Concatenate)
+    # How many products one output value sums (ganport.parity's tolerance follows it); 0 for layers that sum nothing.
+    accumulation: Callable[[LayerSpec], int] = field(default=lambda spec: 0)
 
 
 _CONVERTERS: dict[str, Converter] = {}
@@ -169,6 +172,7 @@ register(
         _read_dense,
         lambda options, name, module: module.layers.Dense(name=name, **_keras_activation(options, module)),
         _activation_problem,
+        accumulation=lambda spec: spec.weights[0].shape[0],  # kernel [inputs, units]
     ),
 )
 register(
@@ -342,6 +346,7 @@ register(
         lambda options, name, module: module.layers.Conv2D(name=name, **_keras_activation(options, module)),
         _activation_problem,
         dl4j_rewrite="NHWC",
+        accumulation=lambda spec: math.prod(spec.weights[0].shape[:3]),  # kernel [kh, kw, in, out]
     ),
 )
 register(
@@ -351,6 +356,8 @@ register(
         lambda options, name, module: module.layers.Conv2DTranspose(name=name, **_keras_activation(options, module)),
         _transpose_problem,
         dl4j_rewrite="Deconvolution2D, NHWC",
+        # kernel [kh, kw, out, in]; with strides an output sums fewer, so this is the most one can
+        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]) * spec.weights[0].shape[3],
     ),
 )
 register(
@@ -382,6 +389,7 @@ for _pooling in ("MaxPooling2D", "AveragePooling2D"):
             _read_pooling,
             lambda options, name, module, kind=_pooling: getattr(module.layers, kind)(name=name, **options),
             dl4j_rewrite="SubsamplingLayer",
+            accumulation=lambda spec, kind=_pooling: math.prod(spec.options["pool_size"]) if "Average" in kind else 0,
         ),
     )
 for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):

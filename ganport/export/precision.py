@@ -1,4 +1,5 @@
-"""ONNX precisions: the one place to add one. Each has its converter and the parity bound its export must meet.
+"""ONNX precisions: the one place to add one. Each has its converter and the atol of its parity bound (ganport.parity
+adds the model's float32 summation spread to it).
 
 Reduced precisions are judged by sample quality (the export's quality gate); their parity bound only catches a broken
 graph (int8 moves single pixels by up to about half the [-1, 1] range without changing the digits). onnx and its
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ganport.parity import EXPORT_ATOL
+from ganport.parity import ATOL
 
 if TYPE_CHECKING:
     import onnx
@@ -64,7 +65,7 @@ FULL_PRECISION = "fp32"
 PRECISIONS: dict[str, Precision] = {
     precision.name: precision
     for precision in (
-        Precision(FULL_PRECISION, lambda proto: proto, EXPORT_ATOL, "float32"),
+        Precision(FULL_PRECISION, lambda proto: proto, ATOL, "float32"),
         Precision("fp16", to_fp16, 1e-2, "float16 inside, float32 in and out (GPUs)"),
         Precision("int8", to_int8, 1.0, "dynamic int8 quantization (CPUs), quality-gated"),
     )

@@ -11,6 +11,7 @@ Written bytes are then read back and checked before the file is renamed into pla
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -29,12 +30,16 @@ from ganport.export.job import ExportedFile, Job
 from ganport.export.layers import LayerSpec, converter
 from ganport.export.sources import SourceModel
 from ganport.files import atomic_path
-from ganport.loading import load_keras2, predict_all, tf_keras
+from ganport.loading import framework_versions, load_keras2, predict_all, tf_keras
+from ganport.parity import ATOL, provenance
 
 # DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
 # hold the input arrays, the predictions and, per layer, the activations.
 INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
 TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
+# ganport's own root attributes, JSON: the parity rule's inputs (java-check reads its tolerance), where the
+# predictions were computed, and a digest of every weight of the model file as written.
+PARITY, PROVENANCE, WEIGHTS = "parity", "provenance", "weights_sha256"
 
 
 def _hdf5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
@@ -178,15 +183,48 @@ def test_vector_arrays(
     return {name: np.asarray(array, np.float32) for name, array in arrays.items()}
 
 
+def weight_digests(model_file: Path) -> dict[str, str]:
+    """SHA-256 of every weight array in a Keras HDF5 file, by its path under model_weights: a weight changed by as
+    little as one ulp changes its digest, where it would move the outputs by far less than rounding does."""
+    digests: dict[str, str] = {}
+    with h5py.File(model_file, "r") as archive:
+        archive["model_weights"].visititems(
+            lambda name, item: (
+                digests.__setitem__(name, hashlib.sha256(item[()].tobytes()).hexdigest())
+                if isinstance(item, h5py.Dataset)
+                else None
+            )
+        )
+    return digests
+
+
+def parity_record(job: Job) -> dict[str, Any]:
+    """The parity rule's inputs for this model, and the bound per unit of output scale they give."""
+    accumulation = job.item.graph.accumulation()
+    return {
+        "atol": ATOL,
+        "summing_layers": accumulation.layers,
+        "longest_sum": accumulation.longest,
+        "tolerance": job.tolerance,
+    }
+
+
 def save_test_vectors(
-    path: Path, arrays: dict[str, np.ndarray], input_names: list[str], output_names: list[str]
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    input_names: list[str],
+    output_names: list[str],
+    records: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Write the arrays in DL4J's convention, then read them back: a file that differs is never kept."""
+    """Write the arrays in DL4J's convention, and ganport's `records` as JSON attributes, then read them back: a file
+    that differs is never kept."""
 
     def fill(archive: h5py.File) -> None:
         # Fixed-length byte strings, as Keras 2 writes model_config: DL4J's Hdf5Archive reads those.
         archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: input_names}))
         archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: output_names}))
+        for name, record in (records or {}).items():
+            archive.attrs[name] = np.bytes_(json.dumps(record))
         for name, array in arrays.items():
             # Per-layer activations of a convolutional model run to tens of MB; shuffle + deflate (HDF5's built-in
             # filters, which DL4J's HDF5 library reads) halve them.
@@ -212,5 +250,10 @@ def write(job: Job) -> ExportedFile:
         reloaded = load_keras2(model_file)
         comparison = job.compare("tf_keras h5", predict_all(reloaded, job.input_list))
         arrays = test_vector_arrays(reloaded, item, job.inputs, job.reference)
-        save_test_vectors(vectors_file, arrays, item.input_names, list(item.output_names))
+        records = {
+            PARITY: parity_record(job),
+            PROVENANCE: provenance(framework_versions()),
+            WEIGHTS: weight_digests(model_file),
+        }
+        save_test_vectors(vectors_file, arrays, item.input_names, list(item.output_names), records)
     return ExportedFile(target, item.role.name, "h5", comparison, vectors)

@@ -25,8 +25,13 @@ import org.nd4j.shade.jackson.databind.SerializationFeature;
  * beside it (DL4J's end-to-end convention: {@code NAME_inputs_and_outputs.h5} with groups inputs / predictions /
  * activations) and compares with Keras's predictions and per-layer activations.
  *
+ * <p>Each model is held to the tolerance ganport stored with its test vectors (root attribute {@code parity}, key
+ * {@code tolerance}: atol plus the model's float32 summation spread, see ganport/parity.py), or to ATOL for vectors
+ * written before ganport stored one; an output's bound is the tolerance times max(1, max |Keras output|), a hidden
+ * layer's the tolerance times its scale.
+ *
  * <p>Usage: {@code ParityCheck MODELS_FOLDER REPORT.json [ATOL]}. Exit code 0 when every model imports and agrees
- * within ATOL (default 1e-5), 1 when any does not, 2 on bad arguments.
+ * within its bound, 1 when any does not, 2 on bad arguments.
  */
 public final class ParityCheck {
 
@@ -47,6 +52,10 @@ public final class ParityCheck {
         public String reason;
         public Double maxAbsDiff;
         public Double maxRelDiff;
+        /** The bound per unit of scale this model was judged by: its stored tolerance, or ATOL. */
+        public Double tolerance;
+        /** max(1, max |Keras output|): the output's bound is tolerance times this. */
+        public Double outputScale;
         /** The largest difference over the per-layer activations (a hidden layer can be off while outputs agree). */
         public Double maxLayerAbsDiff;
         /**
@@ -146,6 +155,9 @@ public final class ParityCheck {
                 inputs.put(input, vectors.readDataSet(input, "inputs"));
             }
             List<String> outputNames = names(vectors, "outputs");
+            double tolerance = storedTolerance(vectors, atol);
+            result.tolerance = tolerance;
+            double outputScale = 1.0;
             INDArray[] dl4jOutputs = network.outputs(inputs);
             if (dl4jOutputs.length != outputNames.size()) {
                 throw new IllegalStateException("DL4J gives " + dl4jOutputs.length + " outputs, Keras " + outputNames);
@@ -159,12 +171,14 @@ public final class ParityCheck {
                     result.shapeReconciliation = Arrays.equals(kerasOutput.shape(), dl4jOutputs[i].shape()) ? "none"
                             : "flattened both to [N, -1] in C order (DL4J drops a trailing Reshape)";
                 }
+                outputScale = Math.max(outputScale, kerasOutput.amaxNumber().doubleValue());
                 double[] outputDiff = compare(kerasOutput, dl4jOutputs[i]);
                 diff[0] = Math.max(diff[0], outputDiff[0]);
                 diff[1] = Math.max(diff[1], outputDiff[1]);
             }
             result.maxAbsDiff = diff[0];
             result.maxRelDiff = diff[1];
+            result.outputScale = outputScale;
 
             List<String> kerasLayers = vectors.getDataSets("activations");
             for (String layerName : network.layerNames()) {
@@ -190,12 +204,13 @@ public final class ParityCheck {
                     result.worstLayer = (String) layer.get("name");
                 }
             }
-            result.status = diff[0] <= atol && result.maxLayerScaledDiff <= atol ? "pass" : "fail";
-            if (diff[0] > atol) {
-                result.reason = String.format("max abs diff %.3g exceeds %.1g", diff[0], atol);
-            } else if (result.maxLayerScaledDiff > atol) {
-                result.reason = String.format("layer %s: max abs diff / scale %.3g exceeds %.1g", result.worstLayer,
-                        result.maxLayerScaledDiff, atol);
+            double outputBound = tolerance * outputScale;
+            result.status = diff[0] <= outputBound && result.maxLayerScaledDiff <= tolerance ? "pass" : "fail";
+            if (diff[0] > outputBound) {
+                result.reason = String.format("max abs diff %.3g exceeds %.3g", diff[0], outputBound);
+            } else if (result.maxLayerScaledDiff > tolerance) {
+                result.reason = String.format("layer %s: max abs diff / scale %.3g exceeds %.3g", result.worstLayer,
+                        result.maxLayerScaledDiff, tolerance);
             }
         } catch (Exception error) {
             result.status = "error";
@@ -223,6 +238,16 @@ public final class ParityCheck {
             maxRel = Math.max(maxRel, abs / Math.max(Math.abs(expected[i]), RELATIVE_FLOOR));
         }
         return new double[] {maxAbs, maxRel};
+    }
+
+    /** The tolerance ganport stored with the test vectors, or {@code atol} when the file predates it. */
+    @SuppressWarnings("unchecked")
+    static double storedTolerance(Hdf5Archive vectors, double atol) throws Exception {
+        if (!vectors.hasAttribute("parity")) {
+            return atol;
+        }
+        Map<String, Object> parity = new ObjectMapper().readValue(vectors.readAttributeAsJson("parity"), Map.class);
+        return ((Number) parity.get("tolerance")).doubleValue();
     }
 
     /** The input or output names a test-vector file lists, in the Keras model's order. */
