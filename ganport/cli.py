@@ -19,11 +19,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import ganport
 from ganport.contract import MAX_SEED
 from ganport.data import DATASETS
-from ganport.errors import GanportError, UsageError
+from ganport.errors import GanportError, MissingExtraError, UsageError
 from ganport.evaluate import DEFAULT_SAMPLES, MIN_SAMPLES
 from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
+from ganport.extras import extra_providing
 from ganport.files import describe_os_error
 from ganport.models import ARCHITECTURES
 from ganport.parity import ATOL
@@ -38,6 +40,24 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"ganport {ganport.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print ganport's version and exit."),
+    ] = False,
+) -> None:
+    """Train the classic Keras MNIST GAN fast, export it to ONNX and DL4J-ready HDF5, and sample it."""
+
+
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries ganport's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -114,6 +134,16 @@ def reported_errors() -> Iterator[None]:
         _fail(describe_os_error(error), FAILURE_EXIT, error)
     except MemoryError as error:
         _fail("ran out of memory; ask for less at once (a smaller -n, --batch-size or model).", FAILURE_EXIT, error)
+    except ModuleNotFoundError as error:
+        extra = extra_providing(error.name or "")
+        if extra is None:
+            raise
+        _fail(
+            f"this command needs {error.name}, which comes with ganport's {extra} extra: "
+            f"pip install 'ganport[{extra}]'.",
+            FAILURE_EXIT,
+            MissingExtraError(str(error)),
+        )
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -228,7 +258,14 @@ def train(
 
 @app.command()
 def export(
-    source: Annotated[Path, typer.Argument(help="A run folder, or a .keras/.h5 model file.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder, or a .keras/.h5 model file; for "
+            + " or ".join(f"--format {name}" for name, item in FORMATS.items() if item.takes_onnx)
+            + " also an .onnx file or a folder of generator*.onnx (a shipped model's)."
+        ),
+    ],
     format: Annotated[
         _choice(FORMATS),
         typer.Option(

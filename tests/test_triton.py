@@ -104,3 +104,39 @@ def test_the_same_client_code_works_against_ganport_serve(repository):
         request = triton.InferInput(inputs[0].name, [2, 100], inputs[0].datatype)
         request.set_data_from_numpy(noise)
         assert client.infer("generator", [request]).as_numpy(outputs[0].name).shape == (2, 28, 28, 1)
+
+
+def test_a_shipped_model_folder_and_an_onnx_file_become_triton_models(tmp_path):
+    from ganport.runtime import SHIPPED_MODELS
+
+    repository = tmp_path / "repo"
+    result = CliRunner().invoke(
+        app, ["export", str(SHIPPED_MODELS / "mnist-gan"), "--format", "triton", "--out", str(repository)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in repository.iterdir()) == ["generator", "generator_int8"]
+    for name, source in (("generator", "generator.onnx"), ("generator_int8", "generator_int8.onnx")):
+        config = check_model_folder(repository / name, name)
+        assert [(tensor.name, list(tensor.dims)) for tensor in config.input] == [("z", [100])]
+        copied = repository / name / "1" / MODEL_FILE
+        assert copied.read_bytes() == (SHIPPED_MODELS / "mnist-gan" / source).read_bytes()
+
+    single = tmp_path / "single"
+    conditional = SHIPPED_MODELS / "mnist-cgan" / "generator.onnx"
+    result = CliRunner().invoke(app, ["export", str(conditional), "--format", "triton", "--out", str(single)])
+    assert result.exit_code == 0, result.output
+    config = check_model_folder(single / "generator", "generator")
+    assert [(tensor.name, list(tensor.dims)) for tensor in config.input] == [("z", [100]), ("label", [1])]
+
+
+def test_onnx_sources_are_refused_by_keras_formats_and_precisions(tmp_path):
+    from ganport.runtime import SHIPPED_MODELS
+
+    onnx_file = str(SHIPPED_MODELS / "mnist-gan" / "generator.onnx")
+    result = CliRunner().invoke(app, ["export", onnx_file, "--format", "h5", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is ONNX already; --format triton takes ONNX files" in result.output
+    result = CliRunner().invoke(
+        app, ["export", onnx_file, "--format", "triton", "--precision", "int8", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "--precision int8 converts a Keras model" in result.output
+    assert list(tmp_path.iterdir()) == []

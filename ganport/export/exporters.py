@@ -17,6 +17,7 @@ from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
 from ganport.files import ensure_writable_folder
 from ganport.loading import predict_all
+from ganport.run import RunFolder
 
 
 def _target(source: SourceModel, fmt: str, out: Path, single: bool, precision: str) -> Path:
@@ -64,6 +65,9 @@ def export(
     out_path = (
         Path(out) if out is not None else (source_path / "export" if source_path.is_dir() else source_path.parent)
     )
+    onnx_files = onnx_sources(source_path)
+    if onnx_files:
+        return _export_onnx_files(onnx_files, fmt, out_path, options, log)
     sources = load_sources(source)
     if len(sources) > 1:
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
@@ -82,5 +86,40 @@ def export(
         reference = predict_all(item.keras_model, list(model_inputs.values()))
         job = Job(item, target, model_inputs, reference, options, log)
         exported.append(FORMATS[fmt].write(job))
+        log(exported[-1].comparison.line() + f" -> {target}")
+    return exported
+
+
+def onnx_sources(source: Path) -> list[Path]:
+    """The ONNX files a source names: itself, or a folder's generator*.onnx when it holds no Keras generator (a shipped
+    model's folder, or a run's export folder: the fp32 generator and its reduced-precision variants)."""
+    if source.suffix == ".onnx":
+        if not source.is_file():
+            raise UsageError(f"{source} does not exist; pass an ONNX file, a run folder or a Keras model file.")
+        return [source]
+    if source.is_dir() and not RunFolder(source).generator.is_file():
+        return sorted(source.glob("generator*.onnx"))
+    return []
+
+
+def _export_onnx_files(
+    files: list[Path], fmt: str, out: Path, options: ExportOptions, log: Callable[[str], None]
+) -> list[ExportedFile]:
+    takers = [name for name, item in FORMATS.items() if item.takes_onnx]
+    if not FORMATS[fmt].takes_onnx:
+        raise UsageError(
+            f"{files[0]} is ONNX already; --format {' or '.join(takers)} takes ONNX files. Export to {fmt} from the "
+            "Keras model (a run folder or a .keras/.h5 file)."
+        )
+    if options.precision != FULL_PRECISION:
+        raise UsageError(
+            f"--precision {options.precision} converts a Keras model; {files[0]} is ONNX already (ganport's shipped "
+            "folders hold their int8 variant, which is exported beside the fp32 one)."
+        )
+    ensure_writable_folder(out, "--out")
+    exported = []
+    for file in files:
+        target = out / file.stem
+        exported.append(FORMATS[fmt].write_from_onnx(file, target, options, log))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ganport.export.job import ExportedFile, Job
+    from pathlib import Path
+
+    from ganport.export.job import ExportedFile, ExportOptions, Job
 
 
 @dataclass(frozen=True)
@@ -24,10 +26,15 @@ class Format:
     roles: tuple[str, ...]  # the roles a run folder exports in this format
     for_dl4j: bool = False  # written for DL4J's Keras import, so limited to what it reads exactly
     onnx_precisions: bool = False  # ONNX inside, so --precision fp16/int8 applies
+    takes_onnx: bool = False  # also made from ONNX files: its writer module has `write_from_onnx`
 
     @property
     def write(self) -> Callable[[Job], ExportedFile]:
         return importlib.import_module(self.writer_module).write
+
+    @property
+    def write_from_onnx(self) -> Callable[[Path, Path, ExportOptions, Callable[[str], None]], ExportedFile]:
+        return importlib.import_module(self.writer_module).write_from_onnx
 
 
 FORMATS: dict[str, Format] = {
@@ -43,6 +50,7 @@ FORMATS: dict[str, Format] = {
             "a Triton Inference Server model (onnxruntime backend, dynamic batching)",
             ("generator",),
             onnx_precisions=True,
+            takes_onnx=True,
         ),
     )
 }

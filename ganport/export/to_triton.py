@@ -1,24 +1,29 @@
 """The "triton" format: one model of a Triton Inference Server model repository, NAME/config.pbtxt beside
 NAME/1/model.onnx, for Triton's onnxruntime backend with dynamic batching.
 
-The ONNX file is the "onnx" format's, validated the same way. The configuration is built as Triton's own protobuf
+The ONNX file is the "onnx" format's, validated the same way, or an existing ONNX file (a shipped generator, say),
+copied and run against its source. The configuration is built as Triton's own protobuf
 message (tritonclient ships model_config_pb2), so a field Triton does not know cannot be written; it is parsed back
 from the written text and its tensors are checked against the ONNX file's.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from ganport.errors import ModelError
 from ganport.export import to_onnx
-from ganport.export.job import ExportedFile, Job
+from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.files import atomic_folder
+from ganport.parity import ATOL, REFERENCE_BATCH, REFERENCE_SEED, compare_outputs, require_all
 from ganport.protocol import DATATYPES, MODEL_VERSION, TensorSpec, triton_config
 
 CONFIG_FILE = "config.pbtxt"
@@ -35,6 +40,47 @@ def write(job: Job) -> ExportedFile:
         (folder / CONFIG_FILE).write_text(text)
         check_model_folder(folder, job.target.name)
     return ExportedFile(job.target, job.item.role.name, "triton", onnx_file.comparison, quality=onnx_file.quality)
+
+
+def write_from_onnx(source: Path, target: Path, options: ExportOptions, log: Callable[[str], None]) -> ExportedFile:
+    """An existing ONNX model as a Triton model: copied, run on onnxruntime against its source on fixed inputs (the
+    copy must give the same numbers), configured and checked as `write` does."""
+    inputs, outputs = onnx_tensors(source)
+    if any(-1 in spec.shape[1:] or spec.shape[:1] != (-1,) for spec in inputs):
+        raise ModelError(
+            f"{source} takes {', '.join(f'{spec.name} {list(spec.shape)}' for spec in inputs)}; Triton's dynamic "
+            "batching needs a dynamic batch axis and fixed other axes (ganport's own ONNX exports have them)."
+        )
+    arrays = _fixed_inputs(inputs)
+    names = [spec.name for spec in outputs]
+    with atomic_folder(target) as folder:
+        model_file = folder / MODEL_VERSION / MODEL_FILE
+        model_file.parent.mkdir()
+        shutil.copyfile(source, model_file)
+        config = triton_config(target.name, inputs, outputs, gpu=options.gpu)
+        text = text_format.MessageToString(json_format.ParseDict(config, model_config_pb2.ModelConfig()))
+        (folder / CONFIG_FILE).write_text(text)
+        check_model_folder(folder, target.name)
+        expected, copied = to_onnx.run_all(source, arrays, names), to_onnx.run_all(model_file, arrays, names)
+        comparison = compare_outputs(target.name, "onnxruntime (Triton copy)", names, expected, copied, ATOL)
+        require_all([comparison])
+    role = {prop.key: prop.value for prop in onnx.load(source, load_external_data=False).metadata_props}.get("role")
+    return ExportedFile(target, role or "model", "triton", comparison)
+
+
+def _fixed_inputs(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Seeded values per input: normal noise for floats, 0, 1, 2, ... cycling through ten classes for integers."""
+    rng = np.random.default_rng(REFERENCE_SEED)
+    arrays = {}
+    for spec in inputs:
+        shape = (REFERENCE_BATCH, *spec.shape[1:])
+        dtype = DATATYPES[spec.datatype]
+        if np.issubdtype(dtype, np.integer):
+            labels = (np.arange(REFERENCE_BATCH) % 10).reshape(-1, *[1] * (len(shape) - 1))
+            arrays[spec.name] = np.broadcast_to(labels, shape).astype(dtype)
+        else:
+            arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
+    return arrays
 
 
 def onnx_tensors(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
