@@ -5,7 +5,7 @@ thread), each in its own process (oneDNN reads its settings once), and prints pe
 difference seen, the setting that gave it and the bound. The predictions it compares with were stored on another
 machine (see each test-vector file's provenance), so these are cross-machine differences too.
 
-    .venv/bin/python bench/parity_spread.py [--dl4j] [--json bench/results/DATE-parity_spread.json]
+    .venv/bin/python bench/parity_spread.py [--jvm] [--json bench/results/DATE-parity_spread.json]
 """
 
 from __future__ import annotations
@@ -34,26 +34,26 @@ from ganport.parity import provenance
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
 rows = [(name, c.model, c.backend, c.max_abs_diff, c.bound, c.origin)
-        for name in json.loads(sys.argv[1]) for c in verify(SHIPPED_MODELS / name, dl4j=sys.argv[2] == "1",
+        for name in json.loads(sys.argv[1]) for c in verify(SHIPPED_MODELS / name, jvm=sys.argv[2] == "1",
                                                             log=lambda line: None)]
 print(json.dumps({"machine": provenance({}), "rows": rows}))
 """
 
 
-def measure(setting: str, dl4j: bool) -> dict:
+def measure(setting: str, jvm: bool) -> dict:
     env_changes, prefix = SETTINGS[setting]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_changes}
-    command = [*prefix, sys.executable, "-c", ONE_SETTING, json.dumps(MODELS), "1" if dl4j else "0"]
+    command = [*prefix, sys.executable, "-c", ONE_SETTING, json.dumps(MODELS), "1" if jvm else "0"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dl4j", action="store_true", help="also DL4J, in the default setting (its own kernels)")
+    parser.add_argument("--jvm", action="store_true", help="also DL4J and ONNX Runtime for Java, default setting only")
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args()
-    measured = {setting: measure(setting, dl4j=args.dl4j and setting == "default") for setting in SETTINGS}
+    measured = {setting: measure(setting, jvm=args.jvm and setting == "default") for setting in SETTINGS}
     worst: dict[tuple[str, str, str], tuple[float, str, float, str]] = {}
     for setting, result in measured.items():
         for name, model, backend, diff, bound, origin in result["rows"]:

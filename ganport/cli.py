@@ -423,7 +423,15 @@ def _stream_npy(generator: object, n: int, seed: int, batch_size: int, out: Path
 @app.command()
 def verify(
     source: Annotated[Path, typer.Argument(help="A run folder (exported first if needed) or a folder of exports.")],
-    dl4j: Annotated[bool, typer.Option(help="Also import the HDF5 files with real DL4J (needs Maven, JDK 17).")] = True,
+    jvm: Annotated[
+        bool,
+        typer.Option(
+            "--jvm/--no-jvm",
+            "--dl4j/--no-dl4j",
+            help="Also run the exports on the JVM: DL4J on the HDF5 files, ONNX Runtime for Java on the ONNX files "
+            "(needs Maven, JDK 17).",
+        ),
+    ] = True,
     atol: Annotated[
         float | None,
         typer.Option(
@@ -441,7 +449,7 @@ def verify(
 
         from ganport.verify import verify as verify_backends
 
-        comparisons = verify_backends(source, dl4j=dl4j, atol=atol, log=lambda line: console.print(line, markup=False))
+        comparisons = verify_backends(source, jvm=jvm, atol=atol, log=lambda line: console.print(line, markup=False))
         rule = "ganport's float32 rule" if atol is None else f"fixed atol {atol:g}"
         table = Table(title=f"parity with Keras ({rule}; bounds scale with max(1, |output|))")
         columns = ("model", "backend", "max abs diff", "bound", "result", "reference computed on", "note")

@@ -1,8 +1,9 @@
-"""Three-way parity: the Keras model against onnxruntime, tf_keras's reload of the HDF5 file, and real DL4J.
+"""Parity across runtimes: the Keras model against onnxruntime, tf_keras's reload of the HDF5 file, real DL4J and
+ONNX Runtime for Java.
 
 Every backend runs on the inputs stored in the export's test-vector files, and is compared with the Keras
-predictions stored there (which the live Keras model must reproduce too). DL4J runs in java-check/, built with
-Maven on first use.
+predictions stored there (which the live Keras model must reproduce too). The JVM runtimes run in java-check/, built
+with Maven on first use.
 """
 
 from __future__ import annotations
@@ -69,20 +70,35 @@ def build_java_check(log: Callable[[str], None] = print) -> list[str]:
     return [str(classes), *classpath_file.read_text().strip().split(os.pathsep)]
 
 
-def run_dl4j(folder: Path, atol: float = ATOL, log: Callable[[str], None] = print) -> dict:
-    """Run java-check's ParityCheck on a folder of HDF5 exports; returns its JSON report. ParityCheck judges each
-    model by the tolerance stored with its test vectors, and by `atol` where none is (older exports)."""
+# java-check's runtimes: the name ParityCheck takes, and the suffix of the files it runs.
+JVM_RUNTIMES = {"dl4j": ".h5", "onnx": ".onnx"}
+
+
+def run_java_check(folder: Path, runtime: str = "dl4j", atol: float = ATOL, log: Callable[[str], None] = print) -> dict:
+    """Run java-check's ParityCheck on a folder of exports through one JVM runtime (DL4J on the HDF5 files, ONNX
+    Runtime for Java on the ONNX files); returns its JSON report. ParityCheck judges each model by the tolerance
+    stored with its test vectors, and by `atol` where none is (older exports)."""
     classpath = build_java_check(log)
     with tempfile.TemporaryDirectory() as scratch:
         report_path = Path(scratch) / "report.json"
         result = subprocess.run(
-            ["java", "-cp", os.pathsep.join(classpath), PARITY_MAIN, str(folder), str(report_path), repr(atol)],
+            [
+                "java",
+                "-cp",
+                os.pathsep.join(classpath),
+                PARITY_MAIN,
+                "--runtime",
+                runtime,
+                str(folder),
+                str(report_path),
+                repr(atol),
+            ],
             capture_output=True,
             text=True,
         )
         if not report_path.is_file():
             tail = " | ".join(result.stderr.strip().splitlines()[-3:])
-            raise VerifyError(f"DL4J's parity check did not run (exit {result.returncode}): {tail}")
+            raise VerifyError(f"java-check's parity check ({runtime}) did not run (exit {result.returncode}): {tail}")
         return json.loads(report_path.read_text())
 
 
@@ -142,9 +158,10 @@ def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path 
 
 
 def verify(
-    source: str | Path, dl4j: bool = True, atol: float | None = None, log: Callable[[str], None] = print
+    source: str | Path, jvm: bool = True, atol: float | None = None, log: Callable[[str], None] = print
 ) -> list[Comparison]:
-    """Compare every available backend with the Keras predictions on the same fixed inputs.
+    """Compare every available backend with the Keras predictions on the same fixed inputs; with `jvm`, also DL4J
+    (the HDF5 files) and ONNX Runtime for Java (the ONNX files) through java-check.
 
     Each model is held to ganport's float32 rule (ganport.parity) unless `atol` gives a fixed bound instead.
     """
@@ -157,8 +174,12 @@ def verify(
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
     if not vector_files:
         raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format h5` first.")
-    report = run_dl4j(folder, ATOL if atol is None else atol, log) if dl4j else {"models": []}
-    dl4j_results = {result["model"]: result for result in report["models"]}
+    jvm_results: dict[str, dict[str, dict]] = {runtime: {} for runtime in JVM_RUNTIMES}
+    for runtime, suffix in JVM_RUNTIMES.items() if jvm else ():
+        stems = [vectors.name.removesuffix(TEST_VECTORS_SUFFIX) for vectors in vector_files]
+        if any((folder / f"{stem}{suffix}").is_file() for stem in stems):
+            report = run_java_check(folder, runtime, ATOL if atol is None else atol, log)
+            jvm_results[runtime] = {result["model"]: result for result in report["models"]}
     comparisons: list[Comparison] = []
     for vectors in vector_files:
         stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
@@ -183,8 +204,10 @@ def verify(
                 comparisons.append(_weights_comparison(stem, h5_file, expected.weights, origin))
             reloaded = load_keras2(h5_file)
             comparisons.append(checked("tf_keras h5", *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
-        if dl4j:
-            comparisons.extend(_dl4j_comparisons(stem, dl4j_results.get(stem), tolerance, expected, origin))
+        if jvm:
+            comparisons.extend(_jvm_comparisons(stem, jvm_results["dl4j"].get(stem), tolerance, expected, origin))
+            if stem in jvm_results["onnx"]:
+                comparisons.extend(_jvm_comparisons(stem, jvm_results["onnx"][stem], tolerance, expected, origin))
     return comparisons
 
 
@@ -256,30 +279,32 @@ def _checked(
     return replace(comparison, origin=origin)
 
 
-def _dl4j_comparisons(
+def _jvm_comparisons(
     stem: str, result: dict | None, tolerance: float, expected: VectorFile, origin: str
 ) -> list[Comparison]:
-    """DL4J's output, and the worst of its per-layer activations (a hidden layer can be off while outputs agree).
+    """A JVM runtime's output, and for DL4J the worst of its per-layer activations (a hidden layer can be off while
+    outputs agree; ONNX files keep no layers to compare).
 
     The worst layer and its scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says why):
     a hidden layer's bound is the tolerance times its scale, as an output's is.
     """
     if result is None:
         return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, f"no {stem}.h5 to import", origin)]
+    runtime = result.get("runtime", "dl4j")
     if result.get("maxAbsDiff") is None:
-        return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
+        return [Comparison(stem, runtime, float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
-    note = f"DL4J gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
+    note = f"{runtime} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
     output_scale = max(scale(prediction) for prediction in expected.predictions.values())
     worst = next((layer for layer in result["layers"] if layer["name"] == result.get("worstLayer")), None)
     comparisons = [
-        Comparison(stem, "dl4j", result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin)
+        Comparison(stem, runtime, result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin)
     ]
     if worst is not None:
         comparisons.append(
             Comparison(
                 stem,
-                "dl4j layers",
+                f"{runtime} layers",
                 worst["maxAbsDiff"],
                 worst["maxRelDiff"],
                 tolerance * worst["scale"],

@@ -60,6 +60,7 @@ def test_onnx_names_inputs_and_outputs_with_int64_labels_and_a_dynamic_batch(con
     onnx.checker.check_model(model, full_check=True)
     assert {value.name: tuple(_dims(value)) for value in model.graph.input} == inputs
     assert {value.name: tuple(_dims(value)) for value in model.graph.output} == outputs
+    assert [value.name for value in model.graph.output] == list(outputs)  # the Keras model's order, not sorted
     types = {value.name: value.type.tensor_type.elem_type for value in model.graph.input}
     assert all(
         kind == (onnx.TensorProto.INT64 if n == "label" else onnx.TensorProto.FLOAT) for n, kind in types.items()

@@ -1,4 +1,5 @@
-"""DL4J parity with the real library: java-check's Maven build and JUnit tests, and `ganport verify`.
+"""JVM parity with the real libraries (DL4J, ONNX Runtime for Java): java-check's Maven build and JUnit tests, and
+`ganport verify`.
 
 Locally these skip when Maven or a JDK is missing; under CI (CI=true) that is a failure, never a skip.
 """
@@ -26,7 +27,7 @@ def maven_and_java():
     )
 
 
-def test_java_check_junit_suite_passes_on_models_ganport_exports_in_the_same_build():
+def test_java_check_junit_suite_passes_on_both_jvm_routes_with_models_ganport_exports_in_the_same_build():
     result = subprocess.run(
         ["mvn", "-B", "verify", f"-Dganport.python={sys.executable}"],
         cwd=java_check_dir(),
@@ -35,8 +36,9 @@ def test_java_check_junit_suite_passes_on_models_ganport_exports_in_the_same_bui
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "Tests run: 6, Failures: 0, Errors: 0, Skipped: 0" in output
+    assert "Tests run: 10, Failures: 0, Errors: 0, Skipped: 0" in output
     assert "generator [dl4j]: max abs diff" in output and "not DL4J-importable: Keras major version" in output
+    assert "mnist-dcgan: generator [java onnxruntime]: max abs diff" in output
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,8 @@ def test_verify_compares_keras_onnxruntime_tf_keras_and_dl4j(verified_run):
     comparisons = verify(verified_run, log=lambda line: None)
     backends = {(c.model, c.backend) for c in comparisons}
     both = ("keras", "h5 weights", "tf_keras h5", "dl4j", "dl4j layers")
-    assert backends == {("generator", b) for b in (*both, "onnxruntime")} | {("discriminator", b) for b in both}
+    onnx_only = ("onnxruntime", "java onnxruntime")
+    assert backends == {("generator", b) for b in (*both, *onnx_only)} | {("discriminator", b) for b in both}
     for comparison in comparisons:
         assert comparison.passed, comparison.line()
     generator_dl4j = next(c for c in comparisons if c.model == "generator" and c.backend == "dl4j")
@@ -73,10 +76,11 @@ def test_verify_cli_prints_the_table_and_fails_on_disagreement(verified_run, tmp
 
     from ganport.cli import app
 
-    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-dl4j"])
+    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-jvm"])
     assert result.exit_code == 0, result.output
-    assert "onnxruntime" in result.output and "pass" in result.output and "dl4j" not in result.output
-    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-dl4j", "--atol", "0"])
+    assert "onnxruntime" in result.output and "pass" in result.output
+    assert "dl4j" not in result.output and "java onnxruntime" not in result.output
+    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-jvm", "--atol", "0"])
     assert result.exit_code == 1 and "disagree with Keras" in result.output
 
 
@@ -93,7 +97,7 @@ def test_conv_conditional_and_two_output_models_import_into_dl4j_with_parity(con
     folder = conversions["dcgan_generator", way]["out"]
     comparisons = verify(folder, log=lambda line: None)
     assert {c.model for c in comparisons} == set(zoo.MODELS)
-    for backend in ("keras", "onnxruntime", "tf_keras h5", "dl4j", "dl4j layers"):
+    for backend in ("keras", "onnxruntime", "tf_keras h5", "dl4j", "dl4j layers", "java onnxruntime"):
         assert {c.model for c in comparisons if c.backend == backend} == set(zoo.MODELS), backend
     for comparison in comparisons:
         assert comparison.passed and comparison.bound < 1e-3, comparison.line()
@@ -121,6 +125,13 @@ def test_shipped_reference_models_import_into_dl4j_with_parity(name):
     from ganport.runtime import SHIPPED_MODELS
 
     comparisons = verify(SHIPPED_MODELS / name, log=lambda line: None)
-    assert {c.backend for c in comparisons} == {"onnxruntime", "h5 weights", "tf_keras h5", "dl4j", "dl4j layers"}
+    assert {c.backend for c in comparisons} == {
+        "onnxruntime",
+        "h5 weights",
+        "tf_keras h5",
+        "dl4j",
+        "dl4j layers",
+        "java onnxruntime",
+    }
     for comparison in comparisons:
         assert comparison.passed, comparison.line()

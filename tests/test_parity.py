@@ -80,7 +80,7 @@ def test_a_hidden_weight_moved_by_one_ulp_fails_verify_and_nothing_else_does(nam
         value = kernel[first]
         kernel[first] = np.nextafter(value, np.float32(np.inf), dtype=np.float32)
         assert kernel[first] != value
-    comparisons = verify(folder, dl4j=False, log=lambda line: None)
+    comparisons = verify(folder, jvm=False, log=lambda line: None)
     failed = [(c.model, c.backend) for c in comparisons if not c.passed]
     assert failed == [("generator", "h5 weights")], [c.line() for c in comparisons]
     weights = next(c for c in comparisons if c.backend == "h5 weights" and c.model == "generator")
@@ -96,7 +96,7 @@ def test_a_hidden_layer_off_by_a_thousandth_fails_on_its_numbers(tmp_path):
     with h5py.File(folder / "generator.h5", "r+") as archive:
         kernel = _weight_of_a_hidden_layer(archive)
         kernel[...] = kernel[()] * np.float32(1.001)
-    comparisons = {(c.model, c.backend): c for c in verify(folder, dl4j=False, log=lambda line: None)}
+    comparisons = {(c.model, c.backend): c for c in verify(folder, jvm=False, log=lambda line: None)}
     assert not comparisons["generator", "tf_keras h5"].passed, comparisons["generator", "tf_keras h5"].line()
 
 
@@ -110,7 +110,7 @@ _VERIFY_SHIPPED = f"""
 import json
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
-print(json.dumps([(c.line(), c.passed) for name in {SHIPPED!r} for c in verify(SHIPPED_MODELS / name, dl4j=False,
+print(json.dumps([(c.line(), c.passed) for name in {SHIPPED!r} for c in verify(SHIPPED_MODELS / name, jvm=False,
                   log=lambda line: None)]))
 """
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,19 @@ def convert_source(model: Any, item: SourceModel, metadata: dict[str, str]) -> o
     def serve(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return dict(zip(item.output_names, call(model, list(inputs)), strict=True))
 
-    return convert_function(serve, specs, metadata)
+    proto = convert_function(serve, specs, metadata)
+    _order_outputs(proto, item.output_names)
+    return proto
+
+
+def _order_outputs(proto: onnx.ModelProto, names: Sequence[str]) -> None:
+    """List the graph's outputs in the Keras model's order: tf.function returns a dict's values in sorted key order
+    (`class_probabilities` before `validity`), and a caller that asks for every output gets them in file order."""
+    by_name = {value.name: onnx.ValueInfoProto() for value in proto.graph.output}
+    for value in proto.graph.output:
+        by_name[value.name].CopyFrom(value)
+    del proto.graph.output[:]
+    proto.graph.output.extend(by_name[name] for name in names)
 
 
 def convert_function(

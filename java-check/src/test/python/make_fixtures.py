@@ -8,6 +8,8 @@ OUT/keras3/       generator.h5 saved natively by Keras 3, which DL4J must refuse
 OUT/graphs/       DCGAN generator (Sequential -> MultiLayerNetwork), CGAN generator and ACGAN critic (functional ->
                   ComputationGraph), saved the lecture's tf_keras way and exported with `--format h5`
 OUT/graphs-perturbed/  the CGAN generator with one embedding weight moved by 1e-2, and its untouched test vectors
+OUT/perturbed-onnx/     exported/generator.onnx with one weight of its first kernel moved by 1e-2, and its vectors
+(exported/ and graphs/ also hold each model's ONNX export, for ONNX Runtime for Java)
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ def main(out: Path) -> None:
     import ganport
 
     sys.path.insert(0, str(TESTS))
-    sources = [*Path(ganport.__file__).parent.rglob("*.py"), TESTS / "zoo.py"]
+    sources = [*Path(ganport.__file__).parent.rglob("*.py"), TESTS / "zoo.py", Path(__file__)]
     marker = out / "complete"
     if marker.is_file() and all(source.stat().st_mtime <= marker.stat().st_mtime for source in sources):
         print(f"ganport fixtures in {out} are newer than ganport's sources; reusing them")
         return
     import h5py
     import keras
+    import onnx
+    import onnx.numpy_helper
     import zoo
 
     from ganport.export import export
@@ -42,6 +46,7 @@ def main(out: Path) -> None:
     shutil.rmtree(out, ignore_errors=True)
     run = train(TrainConfig(iterations=50, save_interval=50, checkpoint_interval=50, seed=11), out / "run").run_dir
     export(run, "h5", out / "exported")
+    export(run, "onnx", out / "exported")
 
     perturbed = out / "perturbed"
     perturbed.mkdir()
@@ -61,7 +66,9 @@ def main(out: Path) -> None:
     graphs, lecture_files = out / "graphs", out / "lecture-files"
     lecture_files.mkdir()
     for name in ("dcgan_generator", "cgan_generator", "acgan_discriminator"):
-        export(zoo.save_lecture_way(name, lecture_files), "h5", graphs)
+        source = zoo.save_lecture_way(name, lecture_files)
+        export(source, "h5", graphs)
+        export(source, "onnx", graphs)
     moved = out / "graphs-perturbed"
     moved.mkdir()
     for suffix in (".h5", "_inputs_and_outputs.h5"):
@@ -72,6 +79,16 @@ def main(out: Path) -> None:
             lambda name, item: embeddings.append(item) if name.endswith("embeddings:0") else None
         )
         embeddings[0][3, 0] += 1e-2
+    moved_onnx = out / "perturbed-onnx"
+    moved_onnx.mkdir()
+    for suffix in (".onnx", "_inputs_and_outputs.h5"):
+        shutil.copy(out / "exported" / f"generator{suffix}", moved_onnx / f"generator{suffix}")
+    model = onnx.load(moved_onnx / "generator.onnx")
+    kernel = next(tensor for tensor in model.graph.initializer if len(tensor.dims) == 2)
+    weights = onnx.numpy_helper.to_array(kernel).copy()
+    weights[0, 0] += 1e-2
+    kernel.CopyFrom(onnx.numpy_helper.from_array(weights, kernel.name))
+    onnx.save(model, moved_onnx / "generator.onnx")
     (out / "complete").write_text("ok\n")
     print(f"ganport fixtures written to {out}")
 

@@ -2,6 +2,7 @@ package ganport.dl4j;
 
 import java.io.File;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -25,42 +26,67 @@ import org.nd4j.shade.jackson.databind.ObjectMapper;
  * Keras's own arrays by Keras input name (images NHWC, class labels as float indices); outputs come back in Keras's
  * output order.
  */
-public abstract class ImportedModel {
+public abstract class ImportedModel implements GanModel {
 
-    /** MultiLayerNetwork or ComputationGraph. */
-    public abstract String kind();
-
-    /** The network's outputs, in the Keras model's output order. */
-    public abstract INDArray[] outputs(Map<String, INDArray> kerasInputs);
-
-    /** Names of the layers (graph vertices) in forward order. */
-    public abstract List<String> layerNames();
+    private Map<String, Object> kerasConfig;
 
     /**
      * One layer's activation from a forward pass that stops there: in a full pass an activation layer overwrites
      * the previous layer's output in place (DL4J's own end-to-end test does the same).
      */
+    @Override
     public abstract INDArray activation(String layer, Map<String, INDArray> kerasInputs);
 
-    /** Import {@code modelFile}; enforceTrainingConfig=false, since ganport saves without an optimizer. */
+    /** Import {@code modelFile} for layer-by-layer comparison (workspaces off: a forward pass that stops inside the
+     * network would otherwise leave the layer-activation workspace open for the next call). */
     public static ImportedModel load(File modelFile) throws Exception {
-        String className;
+        return load(modelFile, WorkspaceMode.NONE);
+    }
+
+    /** Import {@code modelFile}; enforceTrainingConfig=false, since ganport saves without an optimizer. Inference
+     * with {@code WorkspaceMode.ENABLED} is what DL4J recommends for speed (reused off-heap buffers). */
+    @SuppressWarnings("unchecked")
+    public static ImportedModel load(File modelFile, WorkspaceMode workspaces) throws Exception {
+        Map<String, Object> config;
         try (Hdf5Archive archive = new Hdf5Archive(modelFile.getPath())) {
-            Map<?, ?> config = new ObjectMapper().readValue(archive.readAttributeAsJson("model_config"), Map.class);
-            className = String.valueOf(config.get("class_name"));
+            config = new ObjectMapper().readValue(archive.readAttributeAsJson("model_config"), Map.class);
         }
-        // Workspaces off: a forward pass that stops inside the network (one per layer) would otherwise leave the
-        // layer-activation workspace open for the next call.
-        if ("Sequential".equals(className)) {
+        ImportedModel model;
+        if ("Sequential".equals(config.get("class_name"))) {
             MultiLayerNetwork network = KerasModelImport.importKerasSequentialModelAndWeights(modelFile.getPath(), false);
-            network.getLayerWiseConfigurations().setInferenceWorkspaceMode(WorkspaceMode.NONE);
-            network.getLayerWiseConfigurations().setTrainingWorkspaceMode(WorkspaceMode.NONE);
-            return new Sequential(network);
+            network.getLayerWiseConfigurations().setInferenceWorkspaceMode(workspaces);
+            network.getLayerWiseConfigurations().setTrainingWorkspaceMode(workspaces);
+            model = new Sequential(network);
+        } else {
+            ComputationGraph graph = KerasModelImport.importKerasModelAndWeights(modelFile.getPath(), false);
+            graph.getConfiguration().setInferenceWorkspaceMode(workspaces);
+            graph.getConfiguration().setTrainingWorkspaceMode(workspaces);
+            model = new Graph(graph);
         }
-        ComputationGraph graph = KerasModelImport.importKerasModelAndWeights(modelFile.getPath(), false);
-        graph.getConfiguration().setInferenceWorkspaceMode(WorkspaceMode.NONE);
-        graph.getConfiguration().setTrainingWorkspaceMode(WorkspaceMode.NONE);
-        return new Graph(graph);
+        model.kerasConfig = config;
+        return model;
+    }
+
+    /** Input name -> size of its last axis, read from the model's Keras config (a Sequential's input is `z`). */
+    @Override
+    @SuppressWarnings("unchecked")
+    public Map<String, Integer> inputSizes() {
+        Map<String, Object> body = (Map<String, Object>) kerasConfig.get("config");
+        List<Map<String, Object>> layers = (List<Map<String, Object>>) body.get("layers");
+        boolean sequential = "Sequential".equals(kerasConfig.get("class_name"));
+        Map<String, Integer> sizes = new LinkedHashMap<>();
+        for (Map<String, Object> layer : layers) {
+            Map<String, Object> fields = (Map<String, Object>) layer.get("config");
+            List<Object> shape = (List<Object>) fields.get("batch_input_shape");
+            if (shape != null && ("InputLayer".equals(layer.get("class_name")) || sizes.isEmpty())) {
+                String name = sequential ? "z" : (String) fields.get("name");
+                sizes.put(name, ((Number) shape.get(shape.size() - 1)).intValue());
+            }
+            if (sequential && !sizes.isEmpty()) {
+                break;
+            }
+        }
+        return sizes;
     }
 
     static final class Sequential extends ImportedModel {

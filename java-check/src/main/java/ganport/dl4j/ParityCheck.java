@@ -21,17 +21,18 @@ import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.nd4j.shade.jackson.databind.SerializationFeature;
 
 /**
- * Imports every Keras HDF5 model in a folder with DL4J's own importer, runs it in test mode on the inputs stored
- * beside it (DL4J's end-to-end convention: {@code NAME_inputs_and_outputs.h5} with groups inputs / predictions /
- * activations) and compares with Keras's predictions and per-layer activations.
+ * Runs every model of a folder that has test vectors beside it on the JVM and compares with Keras: with DL4J, each
+ * Keras HDF5 file imported by DL4J's own importer in test mode, outputs and per-layer activations; with ONNX Runtime
+ * for Java, each ONNX file, outputs. The inputs are those stored beside the model (DL4J's end-to-end convention:
+ * {@code NAME_inputs_and_outputs.h5} with groups inputs / predictions / activations).
  *
  * <p>Each model is held to the tolerance ganport stored with its test vectors (root attribute {@code parity}, key
  * {@code tolerance}: atol plus the model's float32 summation spread, see ganport/parity.py), or to ATOL for vectors
  * written before ganport stored one; an output's bound is the tolerance times max(1, max |Keras output|), a hidden
  * layer's the tolerance times its scale.
  *
- * <p>Usage: {@code ParityCheck MODELS_FOLDER REPORT.json [ATOL]}. Exit code 0 when every model imports and agrees
- * within its bound, 1 when any does not, 2 on bad arguments.
+ * <p>Usage: {@code ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [ATOL]} (dl4j by default). Exit
+ * code 0 when every model loads and agrees within its bound, 1 when any does not, 2 on bad arguments.
  */
 public final class ParityCheck {
 
@@ -47,6 +48,8 @@ public final class ParityCheck {
     public static final class ModelResult {
         public String model;
         public String file;
+        /** dl4j or java onnxruntime. */
+        public String runtime;
         /** pass, fail, not-importable or error. */
         public String status;
         public String reason;
@@ -68,7 +71,7 @@ public final class ParityCheck {
         public long[] kerasOutputShape;
         public long[] dl4jOutputShape;
         public String shapeReconciliation;
-        /** MultiLayerNetwork (a Keras Sequential) or ComputationGraph (a functional Model). */
+        /** MultiLayerNetwork (a Keras Sequential), ComputationGraph (a functional Model) or OrtSession (ONNX). */
         public String networkKind;
         public List<Map<String, Object>> layers = new ArrayList<>();
 
@@ -80,18 +83,29 @@ public final class ParityCheck {
     /** The whole report, written as JSON. */
     public static final class Report {
         public String dl4jVersion = "1.0.0-M2.1";
+        public String runtime;
         public double atol;
         public boolean passed;
         public List<ModelResult> models = new ArrayList<>();
     }
 
     public static void main(String[] args) throws IOException {
+        GanModel.Runtime runtime = GanModel.Runtime.DL4J;
+        if (args.length > 1 && args[0].equals("--runtime")) {
+            try {
+                runtime = GanModel.Runtime.parse(args[1]);
+            } catch (IllegalArgumentException error) {
+                System.err.println("error: " + error.getMessage());
+                System.exit(2);
+            }
+            args = Arrays.copyOfRange(args, 2, args.length);
+        }
         if (args.length < 2 || args.length > 3) {
-            System.err.println("usage: ParityCheck MODELS_FOLDER REPORT.json [ATOL]");
+            System.err.println("usage: ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [ATOL]");
             System.exit(2);
         }
         double atol = args.length == 3 ? Double.parseDouble(args[2]) : DEFAULT_ATOL;
-        Report report = check(new File(args[0]), atol);
+        Report report = check(new File(args[0]), atol, runtime);
         write(report, new File(args[1]));
         for (ModelResult result : report.models) {
             System.out.println(summary(result));
@@ -101,55 +115,66 @@ public final class ParityCheck {
 
     public static String summary(ModelResult result) {
         if (result.maxAbsDiff == null) {
-            return String.format("%s [dl4j]: %s (%s)", result.model, result.status, result.reason);
+            return String.format("%s [%s]: %s (%s)", result.model, result.runtime, result.status, result.reason);
         }
-        return String.format("%s [dl4j]: max abs diff %.3g, max rel diff %.3g, layers max abs diff %.3g, %s%s",
-                result.model, result.maxAbsDiff, result.maxRelDiff, result.maxLayerAbsDiff, result.status,
+        String layers = result.layers.isEmpty() ? "" : String.format(", layers max abs diff %.3g", result.maxLayerAbsDiff);
+        return String.format("%s [%s]: max abs diff %.3g, max rel diff %.3g%s, %s%s", result.model, result.runtime,
+                result.maxAbsDiff, result.maxRelDiff, layers, result.status,
                 result.reason == null ? "" : " (" + result.reason + ")");
     }
 
-    /** Check every model file in {@code folder} that has a test-vector file beside it. */
+    /** Check every HDF5 model in {@code folder} that has a test-vector file beside it with DL4J. */
     public static Report check(File folder, double atol) throws IOException {
+        return check(folder, atol, GanModel.Runtime.DL4J);
+    }
+
+    /** Check every model file {@code runtime} runs in {@code folder} that has a test-vector file beside it. */
+    public static Report check(File folder, double atol, GanModel.Runtime runtime) throws IOException {
         if (!folder.isDirectory()) {
             throw new IOException(folder + " is not a folder of exported models");
         }
         Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
         Report report = new Report();
         report.atol = atol;
+        report.runtime = runtime.label();
         List<Path> models;
         try (Stream<Path> files = Files.list(folder.toPath())) {
-            models = files.filter(p -> p.toString().endsWith(".h5") && !p.toString().endsWith(VECTORS_SUFFIX))
+            models = files.filter(p -> p.toString().endsWith(runtime.suffix) && !p.toString().endsWith(VECTORS_SUFFIX))
                     .sorted().collect(Collectors.toList());
         }
         for (Path model : models) {
-            String name = model.getFileName().toString().replaceFirst("\\.h5$", "");
+            String fileName = model.getFileName().toString();
+            String name = fileName.substring(0, fileName.length() - runtime.suffix.length());
             Path vectors = model.resolveSibling(name + VECTORS_SUFFIX);
             if (Files.isRegularFile(vectors)) {
-                report.models.add(checkModel(name, model.toFile(), vectors.toFile(), atol));
+                report.models.add(checkModel(name, model.toFile(), vectors.toFile(), atol, runtime));
             }
         }
         if (report.models.isEmpty()) {
-            throw new IOException(folder + " holds no MODEL.h5 with a MODEL" + VECTORS_SUFFIX + " beside it; "
-                    + "export some with `ganport export RUN --format h5`");
+            throw new IOException(folder + " holds no MODEL" + runtime.suffix + " with a MODEL" + VECTORS_SUFFIX
+                    + " beside it; export some with `ganport export RUN --format h5` (and `--format onnx`)");
         }
         report.passed = report.models.stream().allMatch(ModelResult::passed);
         return report;
     }
 
-    public static ModelResult checkModel(String name, File modelFile, File vectorsFile, double atol) {
+    public static ModelResult checkModel(String name, File modelFile, File vectorsFile, double atol,
+            GanModel.Runtime runtime) {
         ModelResult result = new ModelResult();
         result.model = name;
         result.file = modelFile.getPath();
-        ImportedModel network;
+        result.runtime = runtime.label();
+        GanModel network;
         try {
-            network = ImportedModel.load(modelFile);
+            network = runtime.load(modelFile);
         } catch (Exception | UnsatisfiedLinkError error) {
             result.status = "not-importable";
-            result.reason = "not DL4J-importable: " + rootMessage(error);
+            result.reason = (runtime == GanModel.Runtime.DL4J ? "not DL4J-importable: " : "ONNX Runtime cannot load it: ")
+                    + rootMessage(error);
             return result;
         }
         result.networkKind = network.kind();
-        try (Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
+        try (network; Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
             Map<String, INDArray> inputs = new LinkedHashMap<>();
             for (String input : names(vectors, "inputs")) {
                 inputs.put(input, vectors.readDataSet(input, "inputs"));
@@ -160,7 +185,8 @@ public final class ParityCheck {
             double outputScale = 1.0;
             INDArray[] dl4jOutputs = network.outputs(inputs);
             if (dl4jOutputs.length != outputNames.size()) {
-                throw new IllegalStateException("DL4J gives " + dl4jOutputs.length + " outputs, Keras " + outputNames);
+                throw new IllegalStateException(runtime.label() + " gives " + dl4jOutputs.length + " outputs, Keras "
+                        + outputNames);
             }
             double[] diff = {0, 0};
             for (int i = 0; i < dl4jOutputs.length; i++) {

@@ -12,16 +12,15 @@ import java.util.Map;
 
 import javax.imageio.ImageIO;
 
-import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.shade.jackson.databind.ObjectMapper;
 
 /**
- * A JVM user's first step: import a ganport generator (DL4J-ready HDF5) and write a PNG grid of its samples.
+ * A JVM user's first step: load a ganport generator and write a PNG grid of its samples, through DL4J (a DL4J-ready
+ * HDF5 file) or ONNX Runtime for Java (an ONNX file); the same seed gives the same noise, so the same digits.
  *
- * <p>Usage: {@code SampleGrid GENERATOR.h5 OUT.png [N] [SEED] [LABELS]}; N defaults to 16, SEED to 0. A conditional
+ * <p>Usage: {@code SampleGrid GENERATOR.h5|GENERATOR.onnx OUT.png [N] [SEED] [LABELS]}; N defaults to 16, SEED to 0. A conditional
  * generator (inputs {@code z} and {@code label}) takes LABELS as {@code 7}, {@code 3,5,8} or {@code 0-9}, one
  * grid row per label with N samples each; without LABELS it samples 0..9. Exit 0 on success, 1 on failure, 2 on bad
  * arguments.
@@ -33,7 +32,7 @@ public final class SampleGrid {
 
     public static void main(String[] args) {
         if (args.length < 2 || args.length > 5) {
-            System.err.println("usage: SampleGrid GENERATOR.h5 OUT.png [N] [SEED] [LABELS]");
+            System.err.println("usage: SampleGrid GENERATOR.h5|GENERATOR.onnx OUT.png [N] [SEED] [LABELS]");
             System.exit(2);
         }
         try {
@@ -44,8 +43,8 @@ public final class SampleGrid {
                 throw new IllegalArgumentException("N must be between 1 and 1024, got " + n);
             }
             int[] shape = write(new File(args[0]), new File(args[1]), n, seed, labels);
-            System.out.printf("wrote %s: %d x %d samples of %d x %d from DL4J%n", args[1], shape[0], shape[1],
-                    shape[2], shape[3]);
+            System.out.printf("wrote %s: %d x %d samples of %d x %d from %s%n", args[1], shape[0], shape[1],
+                    shape[2], shape[3], args[0].endsWith(".onnx") ? "ONNX Runtime" : "DL4J");
         } catch (IllegalArgumentException error) {
             System.err.println("error: " + error.getMessage());
             System.exit(2);
@@ -71,9 +70,23 @@ public final class SampleGrid {
         return labels;
     }
 
-    /** Sample and write the grid; returns {rows, columns, height, width}. */
+    /** Sample and write the grid through the runtime the file's suffix names (DL4J for .h5, ONNX Runtime for
+     * .onnx); returns {rows, columns, height, width}. */
     public static int[] write(File model, File png, int n, long seed, List<Integer> labels) throws Exception {
-        Map<String, Integer> inputs = inputSizes(model);
+        GanModel.Runtime runtime = model.getName().endsWith(GanModel.Runtime.ONNX.suffix)
+                ? GanModel.Runtime.ONNX : GanModel.Runtime.DL4J;
+        try (GanModel generator = runtime.load(model)) {
+            return write(generator, model, png, n, seed, labels);
+        }
+    }
+
+    static int[] write(GanModel generator, File model, File png, int n, long seed, List<Integer> labels)
+            throws Exception {
+        Map<String, Integer> inputs = generator.inputSizes();
+        if (!inputs.containsKey("z")) {
+            throw new IllegalArgumentException(model + " has no noise input `z` (inputs " + inputs.keySet()
+                    + "); pass a generator exported by ganport");
+        }
         boolean conditional = inputs.containsKey("label");
         List<Integer> rowsLabels = conditional ? (labels == null ? parseLabels("0-9") : labels) : null;
         if (!conditional && labels != null) {
@@ -94,7 +107,7 @@ public final class SampleGrid {
             }
             feeds.put("label", label);
         }
-        INDArray images = ImportedModel.load(model).outputs(feeds)[0];
+        INDArray images = generator.outputs(feeds)[0];
         int side = (int) Math.round(Math.sqrt(images.length() / count));
         if ((long) side * side * count != images.length()) {
             throw new IllegalStateException("outputs of shape " + java.util.Arrays.toString(images.shape())
@@ -123,33 +136,5 @@ public final class SampleGrid {
             Files.deleteIfExists(temporary.toPath());
         }
         return new int[] {rows, columns, side, side};
-    }
-
-    /** Input name -> size of its last axis, read from the model's Keras config (a Sequential's input is `z`). */
-    @SuppressWarnings("unchecked")
-    static Map<String, Integer> inputSizes(File model) throws Exception {
-        Map<String, Object> config;
-        try (Hdf5Archive archive = new Hdf5Archive(model.getPath())) {
-            config = new ObjectMapper().readValue(archive.readAttributeAsJson("model_config"), Map.class);
-        }
-        Map<String, Object> body = (Map<String, Object>) config.get("config");
-        List<Map<String, Object>> layers = (List<Map<String, Object>>) body.get("layers");
-        Map<String, Integer> sizes = new LinkedHashMap<>();
-        for (Map<String, Object> layer : layers) {
-            Map<String, Object> fields = (Map<String, Object>) layer.get("config");
-            List<Object> shape = (List<Object>) fields.get("batch_input_shape");
-            if (shape != null && ("InputLayer".equals(layer.get("class_name")) || sizes.isEmpty())) {
-                String name = "Sequential".equals(config.get("class_name")) ? "z" : (String) fields.get("name");
-                sizes.put(name, ((Number) shape.get(shape.size() - 1)).intValue());
-            }
-            if ("Sequential".equals(config.get("class_name")) && !sizes.isEmpty()) {
-                break;
-            }
-        }
-        if (!sizes.containsKey("z")) {
-            throw new IllegalArgumentException(model + " has no noise input `z` (inputs " + sizes.keySet()
-                    + "); pass a generator exported by ganport");
-        }
-        return sizes;
     }
 }

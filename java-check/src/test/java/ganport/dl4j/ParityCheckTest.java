@@ -109,6 +109,66 @@ class ParityCheckTest {
     }
 
     @Test
+    void onnxRuntimeForJavaMatchesKerasOnExportsTheZooAndEveryShippedModel() throws Exception {
+        File shipped = new File(System.getProperty("ganport.models"));
+        List<File> folders = new java.util.ArrayList<>(List.of(new File(fixtures, "exported"), new File(fixtures,
+                "graphs")));
+        for (String name : new String[] {"mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan"}) {
+            folders.add(new File(shipped, name));
+        }
+        int checked = 0;
+        for (File folder : folders) {
+            ParityCheck.Report report = ParityCheck.check(folder, ParityCheck.DEFAULT_ATOL, GanModel.Runtime.ONNX);
+            for (ParityCheck.ModelResult result : report.models) {
+                System.out.println(folder.getName() + ": " + ParityCheck.summary(result));
+                assertEquals("pass", result.status, result.reason);
+                assertEquals("OrtSession", result.networkKind);
+                assertTrue(result.maxAbsDiff <= result.tolerance * result.outputScale, ParityCheck.summary(result));
+                checked++;
+            }
+        }
+        // exported: the generator; graphs: three zoo models; each shipped folder: its generator.
+        assertEquals(1 + 3 + 4, checked);
+    }
+
+    @Test
+    void oneMovedWeightFailsOnnxRuntimeForJavaToo() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "perturbed-onnx"), ParityCheck.DEFAULT_ATOL,
+                GanModel.Runtime.ONNX);
+        ParityCheck.ModelResult result = only(report, "generator");
+        System.out.println(ParityCheck.summary(result));
+        assertEquals("fail", result.status);
+        assertTrue(result.maxAbsDiff > result.tolerance * result.outputScale);
+    }
+
+    /** The same seed gives the same noise on both routes, so the same digits: pixels differ by rounding at most. */
+    @ParameterizedTest
+    @CsvSource({"exported/generator, ''", "graphs/cgan_generator, 0-9"})
+    void sampleGridDrawsTheSameDigitsThroughDl4jAndOnnxRuntime(String model, String labels, @TempDir Path temp)
+            throws Exception {
+        List<Integer> rows = labels.isEmpty() ? null : SampleGrid.parseLabels(labels);
+        File dl4j = temp.resolve("dl4j.png").toFile();
+        File onnx = temp.resolve("onnx.png").toFile();
+        SampleGrid.write(new File(fixtures, model + ".h5"), dl4j, 6, 3, rows);
+        SampleGrid.write(new File(fixtures, model + ".onnx"), onnx, 6, 3, rows);
+        BufferedImage first = ImageIO.read(dl4j);
+        BufferedImage second = ImageIO.read(onnx);
+        assertEquals(first.getWidth(), second.getWidth());
+        assertEquals(first.getHeight(), second.getHeight());
+        int largest = 0;
+        long inked = 0;
+        for (int y = 0; y < first.getHeight(); y++) {
+            for (int x = 0; x < first.getWidth(); x++) {
+                int a = first.getRaster().getSample(x, y, 0);
+                largest = Math.max(largest, Math.abs(a - second.getRaster().getSample(x, y, 0)));
+                inked += a > 127 ? 1 : 0;
+            }
+        }
+        assertTrue(largest <= 1, "pixels differ by " + largest + " gray levels");
+        assertTrue(inked > 0, "the grid is not blank");
+    }
+
+    @Test
     void keras3NativeFileIsReportedNotImportableWithDl4jsReason() throws Exception {
         ParityCheck.Report report = ParityCheck.check(new File(fixtures, "keras3"), ParityCheck.DEFAULT_ATOL);
         ParityCheck.ModelResult result = only(report, "generator");
