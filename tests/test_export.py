@@ -185,7 +185,7 @@ def test_a_failed_parity_check_leaves_no_file(tmp_path, short_run, monkeypatch):
 
 
 def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
-    from ganport.verify import VectorFile, _dl4j_comparisons
+    from ganport.verify import VectorFile, _jvm_comparisons
 
     def layers(diff: float, scale: float) -> dict:
         return {
@@ -199,7 +199,7 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
 
     tolerance = 1e-5
     vectors = VectorFile({}, {"image": np.linspace(-1, 1, 784, dtype=np.float32).reshape(1, 784)})
-    check = functools.partial(_dl4j_comparisons, tolerance=tolerance, expected=vectors, origin="")
+    check = functools.partial(_jvm_comparisons, tolerance=tolerance, expected=vectors, origin="")
     # A convolution whose activations reach 50: float32 rounding alone differs by ~2e-5 there.
     loud = check("generator", layers(2e-5, 50.0))[1]
     assert loud.backend == "dl4j layers" and loud.passed and loud.bound == pytest.approx(5e-4)
