@@ -31,7 +31,17 @@ from ganport.models import ARCHITECTURES
 from ganport.parity import ATOL
 from ganport.run import TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
-from ganport.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+from ganport.serve.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_BATCH_ROWS,
+    MAX_BODY_MB,
+    MAX_QUEUE_ROWS,
+    MAX_THREADS,
+    MAX_WAIT_MS,
+    MIN_BODY_MB,
+    ServeSettings,
+)
 
 app = typer.Typer(
     help="Train the classic Keras MNIST GAN fast, export it to ONNX and DL4J-ready HDF5, and sample it.",
@@ -286,6 +296,12 @@ def export(
     gpu: Annotated[
         bool, typer.Option(help="Triton only: add a GPU instance group running under TensorRT in FP16.")
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Triton only: replace an existing version 1 and config.pbtxt (other versions and files stay)."
+        ),
+    ] = False,
 ) -> None:
     """Export, then validate each written file against the Keras model (fp32: max abs diff <= 1e-4)."""
     with reported_errors():
@@ -296,7 +312,9 @@ def export(
 
         log = functools.partial(console.print, markup=False)
         score = functools.partial(score_generator, log=log)
-        options = ExportOptions(precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu)
+        options = ExportOptions(
+            precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu, overwrite=overwrite
+        )
         for exported in export_models(source, format, out, log=log, options=options):
             print(exported.path)
             if exported.test_vectors is not None:
@@ -371,22 +389,28 @@ def serve(
         DEFAULT_HOST
     ),
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = DEFAULT_PORT,
-    max_batch: Annotated[int, typer.Option(min=1, help="Most rows per onnxruntime call (and per request).")] = (
-        SERVE_SETTINGS.max_batch
-    ),
+    max_batch: Annotated[
+        int, typer.Option(min=1, max=MAX_BATCH_ROWS, help="Most rows per onnxruntime call (and per request).")
+    ] = SERVE_SETTINGS.max_batch,
     max_wait_ms: Annotated[
-        float, typer.Option(min=0, help="How long the first queued request waits for others to batch with.")
+        float,
+        typer.Option(min=0, max=MAX_WAIT_MS, help="How long the first queued request waits for others to batch with."),
     ] = SERVE_SETTINGS.max_wait_ms,
     max_queue: Annotated[
         int | None,
-        typer.Option(min=1, help="Rows that may wait before requests get 503 [default: 8 batches, at least 2048]."),
+        typer.Option(
+            min=1,
+            max=MAX_QUEUE_ROWS,
+            help="Rows that may wait before requests get 503 [default: 8 batches, at least 2048].",
+        ),
     ] = None,
-    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (413 above it).")] = (
-        SERVE_SETTINGS.max_body_mb
-    ),
+    max_body_mb: Annotated[
+        float, typer.Option(min=MIN_BODY_MB, max=MAX_BODY_MB, help="Largest request body (413 above it).")
+    ] = SERVE_SETTINGS.max_body_mb,
     device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
     threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime threads per model [default: one per core].")
+        int | None,
+        typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads per model [default: one per core]."),
     ] = None,
 ) -> None:
     """Serve ONNX models over HTTP on the Open Inference Protocol (KServe V2, Triton's REST API with binary

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ganport.errors import OutputError
+from ganport.errors import GanportError, OutputError
 
 _TEMPORARY_MARK = ".tmp"
-_WRITER_PID = re.compile(r"\.(\d+)-[0-9a-f]{8}\.tmp")
+# A folder being replaced waits under this mark until its successor is in place (see _put_in_place).
+_BACKUP_MARK = ".old"
+_WRITER_PID = re.compile(r"\.(\d+)-[0-9a-f]{8}\.(?:tmp|old)")
 _ADVICE = {
     errno.ENOSPC: "free some space or write somewhere else",
     errno.EDQUOT: "free some space or write somewhere else",
@@ -59,6 +62,10 @@ def _temporary_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{_TEMPORARY_MARK}{path.suffix}")
 
 
+def _backup_for(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{_BACKUP_MARK}")
+
+
 def _writer_alive(temporary: Path) -> bool:
     found = _WRITER_PID.search(temporary.name)
     if found is None:  # an older ganport's temporary, without a pid: nobody is writing it any more
@@ -94,6 +101,21 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     return _remove_dead_writers(
         path.parent.glob(f".{glob.escape(path.stem)}.*{_TEMPORARY_MARK}{glob.escape(path.suffix)}")
     )
+
+
+def _recover_backups(path: Path) -> None:
+    """A writer killed between moving the old `path` aside and renaming its successor into place left the old one as
+    a backup: it goes back to `path` when nothing took that place, and is deleted only when something did."""
+    for backup in path.parent.glob(f".{glob.escape(path.name)}.*{_BACKUP_MARK}"):
+        if _WRITER_PID.search(backup.name) is None or _writer_alive(backup):
+            continue
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                os.replace(backup, path)
+            elif backup.is_dir():
+                shutil.rmtree(backup)
+            else:
+                backup.unlink()
 
 
 def remove_stale_temporaries_in(folder: Path) -> list[Path]:
@@ -134,25 +156,68 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 temporary.unlink(missing_ok=True)
 
 
+def _put_in_place(new: Path, path: Path) -> None:
+    """Rename `new` onto `path` in one step when it can be. A folder cannot be renamed onto a non-empty one: the old
+    one moves aside under a backup name first, which _recover_backups restores (never deletes) while `path` is
+    missing, and it is deleted once `new` is in place."""
+    if not (new.is_dir() and path.exists()):
+        os.replace(new, path)
+        return
+    backup = _backup_for(path)
+    os.replace(path, backup)
+    os.replace(new, path)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it replaces `path` (and whatever was there) only if the block
-    succeeds, so a reader sees the old folder or the new one, whole (a Triton model, say: config and weights)."""
-    path = Path(path)
-    with output_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        temporary = _temporary_for(path)
-        old = _temporary_for(path)
+def staged_entries(folder: str | Path, names: Sequence[str]) -> Iterator[Path]:
+    """Yield a temporary folder inside `folder`; if the block succeeds, each of `names` written there replaces the
+    entry of that name in `folder`, whole (a Triton model's version folder and its config), and nothing else in
+    `folder` is touched: other entries, the user's files, stay."""
+    folder = Path(folder)
+    with output_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        staging_name = folder / "staging"
+        remove_stale_temporaries(staging_name)
+        for name in names:
+            _recover_backups(folder / name)
+        staging = _temporary_for(staging_name)
         try:
-            temporary.mkdir()
-            yield temporary
-            if path.exists():
-                os.replace(path, old)
-            os.replace(temporary, path)
+            staging.mkdir()
+            yield staging
+            for name in names:
+                _put_in_place(staging / name, folder / name)
+            with contextlib.suppress(OSError):
+                _fsync(folder, directory=True)
         finally:
-            for leftover in (temporary, old):
-                shutil.rmtree(leftover, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, busy: Callable[[str], GanportError], remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (created if missing) or raise `busy(holder)` at once, where holder
+    names the process that has it; with `remove`, the file is deleted when done. flock is released by the kernel
+    when a process dies, so kill -9 never leaves the lock held.
+
+    A lock taken on a file that its holder deleted meanwhile is no lock: the inode is checked after locking."""
+    descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(descriptor).st_ino != os.stat(lock_file).st_ino:
+            raise BlockingIOError
+    except (BlockingIOError, FileNotFoundError):
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(descriptor)
+        raise busy(f"process {holder}") from None
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        if remove:  # while still held: nobody can take a lock on it that the deletion would void unseen
+            with contextlib.suppress(OSError):
+                lock_file.unlink()
+        os.close(descriptor)
 
 
 def write_text_atomically(path: str | Path, text: str) -> None:

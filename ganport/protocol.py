@@ -95,7 +95,11 @@ def decode_request(
     shape (any batch), one batch size for all, float inputs finite; requested outputs known."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise ProtocolError(f"{HEADER_LENGTH} is {header_length}, but the body has {len(body)} bytes.")
-    header = _json_object(body[:header_length] if header_length is not None else body)
+    text = body[:header_length] if header_length is not None else body
+    header = _json_object(text)
+    # JSON's true and false are not numbers; numpy would read them as 1 and 0. The exact scan only runs when one
+    # of the words is in the text at all.
+    may_hold_booleans = b"true" in text or b"false" in text
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
     received = header.get("inputs")
     if not isinstance(received, list) or not all(isinstance(item, dict) for item in received):
@@ -112,7 +116,7 @@ def decode_request(
     offset = 0
     for name, item in zip(names, received, strict=True):
         spec = by_name[name]
-        array, used = _decode_tensor(item, spec, binary[offset:])
+        array, used = _decode_tensor(item, spec, binary[offset:], may_hold_booleans)
         offset += used
         arrays[spec.name] = array
     if offset != len(binary):
@@ -154,19 +158,35 @@ def _json_object(text: bytes | memoryview) -> dict:
     return header
 
 
-def _decode_tensor(item: dict, spec: TensorSpec, binary: memoryview) -> tuple[np.ndarray, int]:
+def _is_count(value: object) -> bool:
+    """A JSON integer >= 0; true and false are Python ints too, but not counts."""
+    return type(value) is int and value >= 0
+
+
+def _holds_boolean(data: object) -> bool:
+    if isinstance(data, list):
+        return any(_holds_boolean(item) for item in data)
+    return isinstance(data, bool)
+
+
+# The JSON number kinds each datatype takes (numpy's kind letters): an integer tensor takes integers only, so a
+# label of 3.7 or "7" is refused instead of becoming 3 or 7.
+_JSON_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
+
+def _decode_tensor(item: dict, spec: TensorSpec, binary: memoryview, may_hold_booleans: bool) -> tuple[np.ndarray, int]:
     """One input tensor as an array of the model's shape, and how many bytes of binary data it used."""
     name, datatype, shape = spec.name, item.get("datatype"), item.get("shape")
     if datatype != spec.datatype:
         raise ProtocolError(f"Input {name} is {spec.datatype}. Received: datatype={datatype!r}.")
-    if not (isinstance(shape, list) and shape and all(isinstance(side, int) and side >= 0 for side in shape)):
+    if not (isinstance(shape, list) and shape and all(_is_count(side) for side in shape)):
         raise ProtocolError(f"Input {name} needs a shape like {_shape_text(spec)}. Received: shape={shape!r}.")
     if len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)):
         raise ProtocolError(f"Input {name} has shape {_shape_text(spec)}. Received: shape={shape}.")
     count = math.prod(shape)
     size = _parameters(item).get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size != count * spec.dtype.itemsize or size > len(binary):
+        if not _is_count(size) or size != count * spec.dtype.itemsize or size > len(binary):
             raise ProtocolError(
                 f"Input {name} {shape} of {datatype} needs {count * spec.dtype.itemsize} bytes of binary data. "
                 f"Received: binary_data_size={size!r}, {len(binary)} bytes left in the body."
@@ -176,11 +196,22 @@ def _decode_tensor(item: dict, spec: TensorSpec, binary: memoryview) -> tuple[np
     else:
         if "data" not in item:
             raise ProtocolError(f'Input {name} has neither "data" nor binary_data_size.')
+        data = item["data"]
+        kinds = _JSON_KINDS[spec.dtype.kind]
         try:
+            received = np.asarray(data)  # numpy's reading of the JSON: integers, floats, booleans or strings
+            booleans_as_numbers = spec.dtype.kind != "b" and may_hold_booleans and _holds_boolean(data)
+            if received.dtype.kind not in kinds or booleans_as_numbers:
+                raise TypeError
             with np.errstate(over="ignore"):  # a value beyond the datatype's range becomes Inf, refused below
-                array = np.asarray(item["data"], dtype=spec.dtype)
+                array = received.astype(spec.dtype)
+            if spec.dtype.kind in "iu" and not np.array_equal(array, received):
+                raise OverflowError
         except (TypeError, ValueError, OverflowError):
-            raise ProtocolError(f"Input {name} must hold {datatype} numbers.") from None
+            wanted = "true/false" if spec.dtype.kind == "b" else "integers" if spec.dtype.kind in "iu" else "numbers"
+            raise ProtocolError(
+                f"Input {name} must hold {datatype} {wanted} in JSON, without quotes, true/false only for BOOL."
+            ) from None
         if array.size != count:
             raise ProtocolError(f"Input {name} has shape {shape}, so {count} values. Received: {array.size}.")
         array = array.reshape(shape)
@@ -191,8 +222,7 @@ def _decode_tensor(item: dict, spec: TensorSpec, binary: memoryview) -> tuple[np
 
 
 def _requested_outputs(header: dict, outputs: Sequence[TensorSpec]) -> tuple[list[str], set[str]]:
-    parameters = _parameters(header)
-    binary_default = bool(parameters.get("binary_data_output", False))
+    binary_default = _flag(_parameters(header), "binary_data_output")
     asked = header.get("outputs")
     if asked is None:
         names = [spec.name for spec in outputs]
@@ -205,9 +235,17 @@ def _requested_outputs(header: dict, outputs: Sequence[TensorSpec]) -> tuple[lis
     if unknown:
         raise ProtocolError(f"The model has outputs {', '.join(known)}. Received: {', '.join(unknown)}.")
     binary = {
-        name for name, item in zip(names, asked, strict=True) if _parameters(item).get("binary_data", binary_default)
+        name for name, item in zip(names, asked, strict=True) if _flag(_parameters(item), "binary_data", binary_default)
     }
     return names, binary
+
+
+def _flag(parameters: dict, name: str, default: bool = False) -> bool:
+    """A boolean parameter: JSON true or false only (the string "false" is not false)."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"Parameter {name} must be true or false. Received: {orjson.dumps(value).decode()}")
+    return value
 
 
 def encode_response(

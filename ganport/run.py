@@ -6,16 +6,14 @@ No TensorFlow here: export, verify and the CLI read run folders without training
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ganport.contract import require_seed
 from ganport.errors import RunFolderError, UsageError
-from ganport.files import output_errors, write_text_atomically
+from ganport.files import exclusive, output_errors, write_text_atomically
 from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
 CONFIG_FILE = "config.json"
@@ -148,24 +146,17 @@ class RunFolder:
         """
         with output_errors(self.path, "--out"):
             self.path.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(descriptor)
-            raise RunFolderError(
-                f"{self.path} is being trained by process {holder}; wait for it, stop it, or choose another --out."
-            ) from None
-        try:
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, str(os.getpid()).encode(), 0)
-            yield
-        finally:
-            if [entry.name for entry in self.path.iterdir()] == [
-                LOCK_FILE
-            ]:  # a start that wrote nothing leaves nothing
-                with contextlib.suppress(OSError):
-                    (self.path / LOCK_FILE).unlink()
-                    self.path.rmdir()
-            os.close(descriptor)
+
+        def busy(holder: str) -> RunFolderError:
+            return RunFolderError(
+                f"{self.path} is being trained by {holder}; wait for it, stop it, or choose another --out."
+            )
+
+        with exclusive(self.path / LOCK_FILE, busy):
+            try:
+                yield
+            finally:  # a start that wrote nothing leaves nothing (removed while the lock is still held)
+                if [entry.name for entry in self.path.iterdir()] == [LOCK_FILE]:
+                    with contextlib.suppress(OSError):
+                        (self.path / LOCK_FILE).unlink()
+                        self.path.rmdir()

@@ -85,8 +85,10 @@ def running_server(*args: object, python: str | Path = sys.executable, cwd: Path
 def call(
     url: str, body: bytes | None = None, headers: dict[str, str] | None = None, method: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one request; 4xx and 5xx answers are returned, not raised."""
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    """Status, headers and body of one request; 4xx and 5xx answers are returned, not raised. A body goes as JSON
+    unless `headers` say otherwise (urllib's own default is a web form's type, which the server refuses)."""
+    headers = {"Content-Type": "application/json", **(headers or {})} if body is not None else headers or {}
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()

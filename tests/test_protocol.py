@@ -89,6 +89,16 @@ def _error(body: bytes, length: int | None = None) -> str:
         (_json([[0, 0, 0, 0]], [1]).replace(b"[1, 3]", b"[1, 4]"), "has shape [batch, 3]"),
         (_json([[0, 0]], [1]), "so 3 values. Received: 2"),
         (_json([["a", "b", "c"]], [1]), "must hold FP32 numbers"),
+        # JSON types are kept: no label is rounded, parsed from a string or taken from a boolean
+        (_json([[0, 0, 0]], [3.7]), "must hold INT64 integers"),
+        (_json([[0, 0, 0]], [-0.9]), "must hold INT64 integers"),
+        (_json([[0, 0, 0]], ["7"]), "must hold INT64 integers"),
+        (_json([[0, 0, 0]], [True]), "must hold INT64 integers"),
+        (_json([[0, 0, 0]], [2**63]), "must hold INT64 integers"),
+        (_json([[0, 0, True]], [1]), "must hold FP32 numbers"),
+        (_json([[0, 0, 0]], [1]).replace(b"[1, 3]", b"[true, 3]"), "needs a shape like [batch, 3]"),
+        (_json([[0, 0, 0]], [1], parameters={"binary_data_output": "false"}), "must be true or false"),
+        (_json([[0, 0, 0]], [1], outputs=[{"name": "image", "parameters": {"binary_data": 0}}]), "true or false"),
         (_json([[0, 0, 0.5]], [1]).replace(b"0.5", b"1e39"), "NaN or Inf"),  # beyond float32's range
         (_json([[0, 0, 0]], [1, 2]), "same batch size"),
         (_json([[0, 0, 0]], [1], outputs=[{"name": "logits"}]), "has outputs image. Received: logits"),
@@ -104,6 +114,8 @@ def test_bad_binary_requests_say_what_is_wrong():
     body, length = _binary(z, labels)
     assert "needs 12 bytes" in _error(body.replace(b'"binary_data_size": 12', b'"binary_data_size": 11'), length)
     assert "no input claims" in _error(body + b"\0\0\0\0", length)
+    boolean_size = body.replace(b'"binary_data_size": 8', b'"binary_data_size": true')
+    assert "binary_data_size=True" in _error(boolean_size, length + 3)
     assert HEADER_LENGTH in _error(body, len(body) + 1)
     nan = np.full((1, 3), np.nan, np.float32)
     assert "NaN or Inf" in _error(*_binary(nan, labels))

@@ -24,6 +24,7 @@ from conftest import assert_one_line_error
 from ganport.cli import app
 from ganport.protocol import HEADER_LENGTH, ProtocolError
 from ganport.runtime import Generator
+from ganport.serve import settings as serve_settings
 
 MAX_BATCH = 64
 MAX_BODY_MB = 0.5
@@ -272,10 +273,21 @@ def test_refusals_before_serving(served_files, tmp_path):
         (("serve", gan, served_files / "cgan.onnx", "--name", "x"), "--name names one model", 2),
         (("serve", MODELS / "mnist-gan" / "generator.h5"), "is a Keras model", 1),
         (("serve", tmp_path / "missing.onnx"), "does not exist", 1),
-        (("serve", gan, "--max-batch", "8", "--max-queue", "4"), "--max-queue at least --max-batch", 2),
+        (("serve", gan, "--max-batch", "8", "--max-queue", "4"), "--max-queue must be from 8 to 1,048,576", 2),
     ]
     for args, fragment, code in cases:
         assert_one_line_error(runner.invoke(app, [str(arg) for arg in args]), fragment, exit_code=code)
+    # every number is bounded (typer's ranges, from the same limits): threads by the cores, waits and sizes finite
+    for option, value, bound in (
+        ("--threads", 100000, serve_settings.MAX_THREADS),
+        ("--max-wait-ms", "inf", serve_settings.MAX_WAIT_MS),
+        ("--max-wait-ms", "nan", serve_settings.MAX_WAIT_MS),
+        ("--max-body-mb", "1e308", serve_settings.MAX_BODY_MB),
+        ("--max-queue", 2**63, serve_settings.MAX_QUEUE_ROWS),
+    ):
+        result = runner.invoke(app, ["serve", str(gan), option, str(value)])
+        shown = str(bound).removesuffix(".0")
+        assert result.exit_code == 2 and option in result.output and shown in result.output, result.output
 
 
 def test_a_taken_port_is_a_clear_error(served_files):

@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 from conftest import assert_one_line_error
 from ganport.cli import app
 from ganport.errors import ModelError
-from ganport.export.to_triton import CONFIG_FILE, MODEL_FILE, check_model_folder, onnx_tensors, read_config
+from ganport.export.to_triton import (
+    CONFIG_FILE,
+    LOCK_FILE,
+    MODEL_FILE,
+    check_model_folder,
+    onnx_tensors,
+    read_config,
+)
 from ganport.protocol import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
 from ganport.runtime import Generator
 
@@ -72,7 +79,7 @@ def test_a_config_that_disagrees_with_its_onnx_file_is_refused(repository, tmp_p
 
 
 def test_gpu_adds_a_tensorrt_fp16_gpu_group(short_run, tmp_path):
-    dead_writer = tmp_path / ".generator.999999999-0123abcd.tmp"  # a killed export's half-written model folder
+    dead_writer = tmp_path / "generator" / ".staging.999999999-0123abcd.tmp"  # a killed export's half-written one
     (dead_writer / "1").mkdir(parents=True)
     result = CliRunner().invoke(app, ["export", str(short_run), "--format", "triton", "--out", str(tmp_path), "--gpu"])
     assert result.exit_code == 0, result.output
@@ -83,7 +90,7 @@ def test_gpu_adds_a_tensorrt_fp16_gpu_group(short_run, tmp_path):
     ]
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and dict(accelerator.parameters) == {"precision_mode": "FP16"}
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["generator"]
+    assert sorted(path.name for path in (tmp_path / "generator").iterdir()) == ["1", CONFIG_FILE]
 
 
 def test_gpu_is_refused_for_other_formats(short_run, tmp_path):
@@ -140,3 +147,91 @@ def test_onnx_sources_are_refused_by_keras_formats_and_precisions(tmp_path):
     )
     assert result.exit_code == 2 and "--precision int8 converts a Keras model" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def _export_triton(source, out, *options: str):
+    return CliRunner().invoke(app, ["export", str(source), "--format", "triton", "--out", str(out), *options])
+
+
+def test_an_export_touches_only_its_version_and_config(tmp_path):
+    """Other versions and the user's files in the model folder stay; an existing version needs --overwrite."""
+    from ganport.runtime import SHIPPED_MODELS
+
+    source = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
+    folder = tmp_path / "repo" / "generator"
+    (folder / "2").mkdir(parents=True)
+    (folder / "2" / MODEL_FILE).write_bytes(b"version 2")
+    (folder / "labels.txt").write_text("mine")
+    result = _export_triton(source, tmp_path / "repo")
+    assert result.exit_code == 0, result.output
+    assert (folder / "2" / MODEL_FILE).read_bytes() == b"version 2" and (folder / "labels.txt").read_text() == "mine"
+    assert sorted(path.name for path in folder.iterdir()) == ["1", "2", CONFIG_FILE, "labels.txt"]
+    published = (folder / "1" / MODEL_FILE).read_bytes()
+
+    result = _export_triton(source, tmp_path / "repo")  # a second export into the same repository
+    assert_one_line_error(result, "exist already; pass --overwrite", exit_code=2)
+    assert (folder / "1" / MODEL_FILE).read_bytes() == published
+
+    result = _export_triton(SHIPPED_MODELS / "mnist-cgan" / "generator.onnx", tmp_path / "repo", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert [tensor.name for tensor in check_model_folder(folder, "generator").input] == ["z", "label"]
+    assert sorted(path.name for path in folder.iterdir()) == ["1", "2", CONFIG_FILE, "labels.txt"]
+    assert (folder / "2" / MODEL_FILE).read_bytes() == b"version 2"
+
+    result = CliRunner().invoke(app, ["export", str(source), "--format", "keras", "--overwrite"])
+    assert_one_line_error(result, "--overwrite replaces a Triton model's version", exit_code=2)
+
+
+def test_a_second_export_into_a_folder_being_written_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from ganport.runtime import SHIPPED_MODELS
+
+    folder = tmp_path / "repo" / "generator"
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import fcntl,sys,time; f=open({str(folder / LOCK_FILE)!r},'w'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = _export_triton(SHIPPED_MODELS / "mnist-gan" / "generator.onnx", tmp_path / "repo")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_one_line_error(result, "is being written by another export (process 4242)")
+    assert sorted(path.name for path in folder.iterdir()) == [LOCK_FILE]
+
+
+def test_a_writer_killed_between_its_renames_loses_nothing(tmp_path):
+    """The old version folder, moved aside just before the new one was renamed in, is put back by the next writer
+    when the new one never arrived, and deleted only when it did."""
+    import subprocess
+    import sys
+
+    from ganport.files import staged_entries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "generator"
+    backup = folder / f".1.{dead.pid}-0123abcd.old"
+    backup.mkdir(parents=True)
+    (backup / MODEL_FILE).write_bytes(b"the old version")
+    with pytest.raises(RuntimeError), staged_entries(folder, ["1"]):
+        raise RuntimeError("this writer fails: nothing is published")
+    assert (folder / "1" / MODEL_FILE).read_bytes() == b"the old version" and not backup.exists()
+
+    backup.mkdir()
+    (backup / MODEL_FILE).write_bytes(b"older")
+    with staged_entries(folder, ["1"]) as staging:
+        (staging / "1").mkdir()
+        (staging / "1" / MODEL_FILE).write_bytes(b"new")
+    assert (folder / "1" / MODEL_FILE).read_bytes() == b"new"
+    assert sorted(path.name for path in folder.iterdir()) == ["1"]

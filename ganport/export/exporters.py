@@ -56,6 +56,11 @@ def export(
         )
     if options.gpu and fmt != "triton":
         raise UsageError(f"--gpu adds a GPU instance group to a Triton model; it does not apply to --format {fmt}.")
+    if options.overwrite and fmt != "triton":
+        raise UsageError(
+            f"--overwrite replaces a Triton model's version; --format {fmt} writes single files, which it replaces "
+            "whole once they pass their checks."
+        )
     if options.precision != FULL_PRECISION and options.score is None:
         raise UsageError(
             f"--precision {options.precision} is quality-gated: pass ExportOptions(score=...), e.g. "

@@ -17,7 +17,7 @@ from ganport.parity import Comparison, compare_outputs, require_all
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export: ONNX precision, BatchNorm folding, the quality gate's scorer, whether to override it, and for
-    a Triton model whether to add a GPU instance group.
+    a Triton model whether to add a GPU instance group and whether to replace an existing version.
 
     `score(model.onnx)` returns sample metrics with `classifier_score` and `frechet_distance` (the CLI passes
     ganport.evaluate.score_generator); reduced precisions need it.
@@ -28,6 +28,7 @@ class ExportOptions:
     force: bool = False
     score: Callable[[Path], Any] | None = None
     gpu: bool = False
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)

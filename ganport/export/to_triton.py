@@ -5,12 +5,16 @@ The ONNX file is the "onnx" format's, validated the same way, or an existing ONN
 copied and run against its source. The configuration is built as Triton's own protobuf
 message (tritonclient ships model_config_pb2), so a field Triton does not know cannot be written; it is parsed back
 from the written text and its tensors are checked against the ONNX file's.
+
+An export writes version 1 and config.pbtxt of NAME/ and nothing else: other versions and the user's files there
+stay. Existing ones are replaced only with --overwrite, and one export at a time writes a model folder (a lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,20 +23,22 @@ import onnx
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-from ganport.errors import ModelError
+from ganport.errors import ModelError, OutputError, UsageError
 from ganport.export import to_onnx
 from ganport.export.job import ExportedFile, ExportOptions, Job
-from ganport.files import atomic_folder
+from ganport.files import exclusive, staged_entries
 from ganport.parity import ATOL, REFERENCE_BATCH, REFERENCE_SEED, compare_outputs, require_all
 from ganport.protocol import DATATYPES, MODEL_VERSION, TensorSpec, triton_config
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.onnx"
+LOCK_FILE = ".ganport-export.lock"
 
 
 def write(job: Job) -> ExportedFile:
-    """Write the model folder under a temporary name, validate the ONNX file and the configuration, then rename."""
-    with atomic_folder(job.target) as folder:
+    """Write the model's version and configuration under temporary names, validate the ONNX file and the
+    configuration, then rename them into the model folder."""
+    with _model_folder(job.target, job.options) as folder:
         onnx_file = to_onnx.write(replace(job, target=folder / MODEL_VERSION / MODEL_FILE))
         inputs, outputs = onnx_tensors(onnx_file.path)
         config = triton_config(job.target.name, inputs, outputs, gpu=job.options.gpu)
@@ -53,7 +59,7 @@ def write_from_onnx(source: Path, target: Path, options: ExportOptions, log: Cal
         )
     arrays = _fixed_inputs(inputs)
     names = [spec.name for spec in outputs]
-    with atomic_folder(target) as folder:
+    with _model_folder(target, options) as folder:
         model_file = folder / MODEL_VERSION / MODEL_FILE
         model_file.parent.mkdir()
         shutil.copyfile(source, model_file)
@@ -66,6 +72,38 @@ def write_from_onnx(source: Path, target: Path, options: ExportOptions, log: Cal
         require_all([comparison])
     role = {prop.key: prop.value for prop in onnx.load(source, load_external_data=False).metadata_props}.get("role")
     return ExportedFile(target, role or "model", "triton", comparison)
+
+
+@contextlib.contextmanager
+def _model_folder(target: Path, options: ExportOptions) -> Iterator[Path]:
+    """A staging folder laid out as a Triton model folder; when the block succeeds, its version folder and
+    config.pbtxt replace those of `target`, and nothing else there changes (a folder it created for an export that
+    failed is removed)."""
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with _model_folder_lock(target):
+            taken = [str(target / name) for name in (MODEL_VERSION, CONFIG_FILE) if (target / name).exists()]
+            if taken and not options.overwrite:
+                raise UsageError(
+                    f"{' and '.join(taken)} exist already; pass --overwrite to replace version {MODEL_VERSION} and "
+                    "config.pbtxt (other versions and files there stay), or another --out."
+                )
+            with staged_entries(target, (MODEL_VERSION, CONFIG_FILE)) as folder:
+                yield folder
+    finally:
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the export succeeded
+                target.rmdir()
+
+
+def _model_folder_lock(target: Path) -> contextlib.AbstractContextManager[None]:
+    """One export at a time per model folder; a second one is refused at once, naming the first."""
+
+    def busy(holder: str) -> OutputError:
+        return OutputError(f"{target} is being written by another export ({holder}); wait, or pass another --out.")
+
+    return exclusive(target / LOCK_FILE, busy, remove=True)
 
 
 def _fixed_inputs(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:

@@ -1,29 +1,33 @@
 """The HTTP server: the Open Inference Protocol's REST endpoints over Starlette and uvicorn, micro-batched
 onnxruntime behind them, Prometheus metrics, and a page that draws samples.
 
-Every bad request is answered 4xx with {"error": ...} and leaves the server serving; SIGTERM stops accepting,
-finishes the requests in flight and exits 0.
+Every bad request is answered 4xx with {"error": ...} and leaves the server serving; what a client holds is
+bounded (serve/limits.py: header and body deadlines, connections, buffered bytes; the queue for infer and sample
+grids alike), and the work of a client that went away is dropped. SIGTERM stops accepting, finishes the requests
+in flight and exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
 import string
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -42,8 +46,11 @@ from ganport.protocol import (
     triton_config,
 )
 from ganport.serve.batching import MicroBatcher, ServerMetrics
+from ganport.serve.limits import BODY_SECONDS, HeaderDeadlineProtocol, RequestGuard, allowed_hosts, connection_limit
 from ganport.serve.served import ServedModel, model_names
 from ganport.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+
+T = TypeVar("T")
 
 MAX_SAMPLE_IMAGES = 256
 SAMPLE_SCALE = 4
@@ -51,13 +58,23 @@ SAMPLE_SCALE = 4
 DISCARD_BYTES = 256 * 2**20
 # Seconds a SIGTERM waits for requests in flight before closing their connections anyway.
 DRAIN_SECONDS = 30
+# The status counted in the metrics for a request whose client went away before its answer (nginx's 499).
+DISCONNECTED = 499
 
 
 class InferenceServer:
     """Served models, their batchers and the metrics; `app` is the ASGI application."""
 
-    def __init__(self, models: Sequence[ServedModel], settings: ServeSettings | None = None) -> None:
+    def __init__(
+        self,
+        models: Sequence[ServedModel],
+        settings: ServeSettings | None = None,
+        hosts: frozenset[str] | None = None,
+    ) -> None:
+        """`hosts`: the Host header values answered (limits.allowed_hosts); None answers any."""
         self.settings = settings or ServeSettings()
+        self.buffered = 0  # bytes of request bodies being received
+        self.unanswered = 0  # requests cut by the end of the shutdown drain
         self.models = {model.name: model for model in models}
         self.metrics = ServerMetrics(self.settings.max_batch)
         self.batchers = {
@@ -85,11 +102,12 @@ class InferenceServer:
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
         ]
-        self.app = Starlette(
+        starlette = Starlette(
             routes=routes,
             lifespan=self._lifespan,
             exception_handlers={ProtocolError: _protocol_error, HTTPException: _http_error, Exception: _server_error},
         )
+        self.app = RequestGuard(starlette, hosts)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -111,6 +129,9 @@ class InferenceServer:
         return Response(status_code=200)
 
     async def ready(self, request: Request) -> Response:
+        failed = [f"{name}: {batcher.failure}" for name, batcher in self.batchers.items() if batcher.failure]
+        if failed:
+            return JSONResponse({"error": "; ".join(failed)}, status_code=503)
         return Response(status_code=200)
 
     async def server_metadata(self, request: Request) -> Response:
@@ -120,7 +141,9 @@ class InferenceServer:
         return JSONResponse(self._model(request).metadata())
 
     async def model_ready(self, request: Request) -> Response:
-        self._model(request)
+        failure = self.batchers[self._model(request).name].failure
+        if failure:
+            return JSONResponse({"error": failure}, status_code=503)
         return Response(status_code=200)
 
     async def model_config(self, request: Request) -> Response:
@@ -134,15 +157,23 @@ class InferenceServer:
         status = 500
         with self.metrics.request_seconds.labels(model.name).time():
             try:
-                body = await _read_body(request, self.settings.max_body)
+                body = await self._read_body(request)
                 decoded = decode_request(body, _header_length(request), model.inputs, model.outputs)
                 model.check(decoded.inputs)
-                outputs = await self.batchers[model.name].infer(decoded.inputs, decoded.rows)
+                batched = self.batchers[model.name].infer(decoded.inputs, decoded.rows)
+                outputs = await _unless_disconnected(request, batched)
+                _require_finite(outputs, decoded.outputs)
                 content, json_length = encode_response(model.name, decoded, outputs, model.outputs)
                 status = 200
             except ProtocolError as error:
                 status = error.status
                 raise
+            except ClientDisconnect:  # nobody to answer; counted as such, not as a server error
+                status = DISCONNECTED
+                return Response(status_code=DISCONNECTED)
+            except asyncio.CancelledError:  # the shutdown's drain ended first
+                status = 503
+                return self._stopped_before_answer()
             finally:
                 self.metrics.requests.labels(model.name, str(status)).inc()
         if json_length is None:
@@ -162,9 +193,15 @@ class InferenceServer:
             if not model.conditional:
                 raise ProtocolError(f"{model.name} is unconditional: it takes no label; drop label=.")
             label = _int_parameter(query, "label", 0, 0, generator.classes - 1)
-        images = await self.batchers[model.name].in_worker(
-            lambda: generator.sample(n, seed=seed, uint8=True, labels=label)
-        )
+        try:
+            images = await _unless_disconnected(
+                request,
+                self.batchers[model.name].run_rows(n, lambda: generator.sample(n, seed=seed, uint8=True, labels=label)),
+            )
+        except ClientDisconnect:
+            return Response(status_code=DISCONNECTED)
+        except asyncio.CancelledError:
+            return self._stopped_before_answer()
         return Response(
             grid_png(images, scale=SAMPLE_SCALE), media_type="image/png", headers={"Cache-Control": "no-store"}
         )
@@ -181,6 +218,40 @@ class InferenceServer:
 
     async def prometheus(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def _stopped_before_answer(self) -> Response:
+        self.unanswered += 1
+        return JSONResponse({"error": "The server stopped before this request was answered; retry."}, 503)
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The request body, inflated when gzip or deflate encoded; 413 once it (or its inflated form) passes
+        --max-body-mb, 408 when it takes over BODY_SECONDS, 503 while the bodies arriving at once hold more than
+        settings.max_buffered bytes (slow uploads cannot fill the memory).
+
+        The rest of an oversized body is read and thrown away, up to DISCARD_BYTES, so that the client reads the 413
+        rather than a reset connection (nginx's "lingering close").
+        """
+        limit = self.settings.max_body
+        chunks, size, held = [], 0, 0
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size <= limit:
+                        if self.buffered + len(chunk) > self.settings.max_buffered:
+                            raise ProtocolError("The server is receiving too many request bodies; retry shortly.", 503)
+                        self.buffered += len(chunk)
+                        held += len(chunk)
+                        chunks.append(chunk)
+                    elif size > DISCARD_BYTES:
+                        break
+        except TimeoutError:
+            raise ProtocolError(f"The request body did not arrive within {BODY_SECONDS:g} s.", 408) from None
+        finally:
+            self.buffered -= held
+        if size > limit:
+            raise ProtocolError(f"The request body is over the server's limit of {limit} bytes (--max-body-mb).", 413)
+        return _inflate(b"".join(chunks), request.headers.get("content-encoding", "identity"), limit)
 
 
 def _page_template() -> str:
@@ -200,29 +271,48 @@ def _header_length(request: Request) -> int | None:
     text = request.headers.get(HEADER_LENGTH)
     if text is None:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ProtocolError(f"{HEADER_LENGTH} must be a byte count. Received: {text!r}")
     return int(text)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, inflated when gzip or deflate encoded; 413 once it (or its inflated form) passes `limit`
-    bytes.
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, unless the client disconnects first: then `work` is cancelled (a queued request is dropped
+    from its batch, a sample grid not yet started never runs) and ClientDisconnect raised."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(_disconnect(request))
+    try:
+        done, _ = await asyncio.wait((working, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not working.done():
+            working.cancel()
+    if working not in done:
+        raise ClientDisconnect
+    return working.result()
 
-    The rest of an oversized body is read and thrown away, up to DISCARD_BYTES, so that the client reads the 413
-    rather than a reset connection (nginx's "lingering close").
-    """
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif size > DISCARD_BYTES:
-            break
-    if size > limit:
-        raise ProtocolError(f"The request body is over the server's limit of {limit} bytes (--max-body-mb).", 413)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has gone away (the body has been read: the server's next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _require_finite(outputs: dict[str, Any], names: Sequence[str]) -> None:
+    """Finite numbers are all an answer may hold: JSON cannot carry NaN (it would become null) and no client expects
+    it in binary."""
+    for name in names:
+        array = outputs[name]
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ProtocolError(
+                f"The model's output {name} is NaN or Inf for this request: its inputs are far outside the values "
+                "it was trained on (noise is standard normal); send smaller numbers.",
+                422,
+            )
+
+
+def _inflate(body: bytes, content_encoding: str, limit: int) -> bytes:
+    encoding = content_encoding.strip().lower()
     if encoding == "identity":
         return body
     if encoding not in ("gzip", "deflate"):
@@ -283,13 +373,14 @@ def serve(
     models = [
         ServedModel(path, model_name, device, settings.threads) for path, model_name in zip(paths, names, strict=True)
     ]
-    server_app = InferenceServer(models, settings)
     listener = _listen(host, port)
+    server_app = InferenceServer(models, settings, allowed_hosts(listener.getsockname()[0]))
     bound_host, bound_port = listener.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     for model in models:
         kind = "conditional generator" if model.conditional else "generator" if model.generator else "model"
-        log(f"model {model.name}: {kind} {model.path} on {model.provider}")
+        why = f" (no sample grid: {model.not_a_generator})" if model.not_a_generator else ""
+        log(f"model {model.name}: {kind} {model.path} on {model.provider}{why}")
     log(
         f"serving on http://{shown_host}:{bound_port}/ (max batch {settings.max_batch}, "
         f"max wait {settings.max_wait_ms:g} ms); Ctrl-C or SIGTERM finishes requests in flight and stops"
@@ -298,7 +389,8 @@ def serve(
         server_app.app,
         log_level="warning",
         access_log=False,
-        http="httptools",
+        http=HeaderDeadlineProtocol,
+        limit_concurrency=connection_limit(),
         loop="uvloop" if _has_uvloop() else "asyncio",
         lifespan="on",
         timeout_graceful_shutdown=DRAIN_SECONDS,
@@ -306,7 +398,13 @@ def serve(
     )
     server = DrainingServer(config)
     server.run(sockets=[listener])
-    log("stopped: every request in flight was answered")
+    if server_app.unanswered:
+        log(
+            f"stopped: {server_app.unanswered} request(s) still in flight after the {DRAIN_SECONDS} s drain were "
+            "answered 503"
+        )
+    else:
+        log("stopped: every request in flight was answered")
     return 130 if signal.SIGINT in server.signals else 0
 
 

@@ -8,6 +8,7 @@ a full queue refuses at once (503) instead of letting latency grow without limit
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,11 +19,11 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ganport.errors import UsageError
 from ganport.protocol import ProtocolError
 from ganport.serve.served import ServedModel
 
 T = TypeVar("T")
+_LOG = logging.getLogger("uvicorn.error")  # the server's log: uvicorn prints its warnings and errors
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -64,19 +65,20 @@ class _Pending:
 
 
 class MicroBatcher:
-    """The queue and worker thread of one served model."""
+    """The queue and worker thread of one served model.
+
+    Its loop is supervised: if it ever dies, every waiting request gets 503, later ones too, and `failure` says why
+    (readiness turns 503 on it), instead of requests waiting forever for a loop that is gone.
+    """
 
     def __init__(
         self, model: ServedModel, max_batch: int, max_wait_ms: float, max_queue: int, metrics: ServerMetrics
     ) -> None:
-        if max_batch < 1 or max_wait_ms < 0 or max_queue < max_batch:
-            raise UsageError(
-                "--max-batch must be at least 1, --max-wait-ms at least 0 and --max-queue at least --max-batch. "
-                f"Received: {max_batch}, {max_wait_ms}, {max_queue}"
-            )
         self.model, self.max_batch, self.max_wait, self.max_queue = model, max_batch, max_wait_ms / 1000, max_queue
+        self.failure: str | None = None
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        self._worker_rows = 0  # rows of run_rows work waiting for or on the worker thread
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"onnxruntime-{model.name}")
         self._batch_size = metrics.batch_size.labels(model.name)
         self._batch_seconds = metrics.batch_seconds.labels(model.name)
@@ -87,6 +89,30 @@ class MicroBatcher:
     def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.model.name}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():  # stop(): the server is shutting down
+            return
+        error = task.exception()
+        self.failure = f"its batching loop stopped ({type(error).__name__}: {error})"
+        _LOG.error("model %s cannot serve any more: %s; restart the server.", self.model.name, self.failure)
+        unavailable = self._unavailable()
+        for pending in self._queue:
+            _settle(pending.future, exception=unavailable)
+        self._queue.clear()
+        self._queued_rows = 0
+
+    def _unavailable(self) -> ProtocolError:
+        return ProtocolError(f"{self.model.name} cannot serve: {self.failure}; the server needs a restart.", 503)
+
+    def _reserve(self, rows: int) -> None:
+        """Count `rows` against the queue's bound, or refuse: 503 when full or when the loop is gone."""
+        if self.failure is not None:
+            raise self._unavailable()
+        waiting = self._queued_rows + self._worker_rows
+        if waiting + rows > self.max_queue:
+            raise ProtocolError(f"The server is busy ({waiting} rows queued); retry shortly.", status=503)
 
     async def stop(self) -> None:
         """After the server drained its requests: end the loop and the worker thread."""
@@ -102,8 +128,7 @@ class MicroBatcher:
                 f"A request may hold at most {self.max_batch} rows (the server's --max-batch). Received: {rows}; "
                 "split it into several requests."
             )
-        if self._queued_rows + rows > self.max_queue:
-            raise ProtocolError(f"The server is busy ({self._queued_rows} rows queued); retry shortly.", status=503)
+        self._reserve(rows)
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(inputs, rows, future, time.perf_counter()))
         self._queued_rows += rows
@@ -112,8 +137,19 @@ class MicroBatcher:
         return await future
 
     async def in_worker(self, function: Callable[[], T]) -> T:
-        """Run `function` on the model's worker thread, between batches (the page's sample grids)."""
+        """Run `function` on the model's worker thread, between batches."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+
+    async def run_rows(self, rows: int, function: Callable[[], T]) -> T:
+        """Run `function`, work worth `rows` rows (a sample grid), on the worker thread between batches. It counts
+        against the queue's bound as infer's rows do (503 when full), and is dropped if cancelled before it starts
+        (its client went away)."""
+        self._reserve(rows)
+        self._worker_rows += rows
+        try:
+            return await self.in_worker(function)
+        finally:
+            self._worker_rows -= rows
 
     async def _serve(self) -> None:
         while True:

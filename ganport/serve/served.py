@@ -32,7 +32,7 @@ class ServedModel:
                 f"{self.path} cannot be batched: {', '.join(fixed)} must have a dynamic first (batch) axis; "
                 "export it with one (ganport's ONNX exports have it)."
             )
-        self.generator = _generator_or_none(self.path, self.session)
+        self.generator, self.not_a_generator = _generator_or_reason(self.path, self.session)
 
     @property
     def conditional(self) -> bool:
@@ -67,11 +67,12 @@ def _spec(item: Any) -> TensorSpec:
     return TensorSpec(item.name, datatype_of_onnx(item.type), shape)
 
 
-def _generator_or_none(path: Path, session: Any) -> Generator | None:
+def _generator_or_reason(path: Path, session: Any) -> tuple[Generator | None, str | None]:
+    """The model as a generator, or why it is not one (its role, or a probe that gave NaN): the server says so."""
     try:
-        return Generator(path, session=session)
-    except ModelError:  # any other model is served too, just without sample.png and the page
-        return None
+        return Generator(path, session=session), None
+    except ModelError as error:  # any other model is served too, just without sample.png and the page
+        return None, str(error)
 
 
 def model_names(paths: list[Path], name: str | None) -> list[str]:

@@ -1,9 +1,15 @@
-"""How `ganport serve` listens and batches: defaults the CLI shows, without importing the server."""
+"""How `ganport serve` listens and batches: defaults and limits the CLI shows, without importing the server.
+
+Every number a user sets has a finite range, checked here once (the CLI's options take the same bounds), so no
+setting can exhaust the machine (threads), never answer (waits) or overflow (sizes).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+from ganport.errors import UsageError
 from ganport.protocol import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -13,6 +19,23 @@ DEFAULT_MAX_BODY_MB = 16.0
 # fewer than DEFAULT_QUEUE_ROWS (with --max-batch 1, a few hundred waiting one-row requests are normal load).
 QUEUE_BATCHES = 8
 DEFAULT_QUEUE_ROWS = 2048
+# Request bodies that may be arriving at once, in units of the largest body, before new ones get 503.
+BUFFERED_BODIES = 8
+# The ranges of the settings: beyond them a server helps nobody and can hurt the machine.
+MAX_BATCH_ROWS = 65536
+MAX_QUEUE_ROWS = 2**20
+MAX_WAIT_MS = 10_000.0
+MAX_BODY_MB = 256.0
+MIN_BODY_MB = 0.001
+THREADS_PER_CORE = 4
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+MAX_THREADS = THREADS_PER_CORE * cores()
 
 
 @dataclass(frozen=True)
@@ -23,6 +46,18 @@ class ServeSettings:
     max_body_mb: float = DEFAULT_MAX_BODY_MB
     threads: int | None = None  # onnxruntime's threads per model; None: one per core
 
+    def __post_init__(self) -> None:
+        ranges = (
+            ("--max-batch", self.max_batch, 1, MAX_BATCH_ROWS),
+            ("--max-wait-ms", self.max_wait_ms, 0, MAX_WAIT_MS),
+            ("--max-queue", self.queue_rows, self.max_batch, MAX_QUEUE_ROWS),  # at least --max-batch
+            ("--max-body-mb", self.max_body_mb, MIN_BODY_MB, MAX_BODY_MB),
+            ("--threads", self.threads or 1, 1, MAX_THREADS),
+        )
+        for option, value, low, high in ranges:
+            if not low <= value <= high:  # also false for NaN
+                raise UsageError(f"{option} must be from {_number(low)} to {_number(high)}. Received: {value}")
+
     @property
     def queue_rows(self) -> int:
         if self.max_queue is not None:
@@ -32,3 +67,12 @@ class ServeSettings:
     @property
     def max_body(self) -> int:
         return int(self.max_body_mb * 2**20)
+
+    @property
+    def max_buffered(self) -> int:
+        """Bytes of request bodies the server holds while they arrive."""
+        return BUFFERED_BODIES * self.max_body
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
