@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import re
 import signal
@@ -36,6 +37,7 @@ from ganport.serve.settings import (
     DEFAULT_PORT,
     MAX_BATCH_ROWS,
     MAX_BODY_MB,
+    MAX_DRAIN_SECONDS,
     MAX_QUEUE_ROWS,
     MAX_THREADS,
     MAX_WAIT_MS,
@@ -338,16 +340,17 @@ def sample(
 ) -> None:
     """Generate images with onnxruntime (no TensorFlow on this path); .npy streams any -n in bounded memory."""
     with reported_errors():
-        from ganport.files import ensure_writable
-        from ganport.runtime import DEFAULT_GENERATOR, Generator, parse_labels
+        from ganport.files import ensure_writable, require_free_space
+        from ganport.runtime import DEFAULT_GENERATOR, Generator
 
         _suffix(out, (".png", ".npy"), "--out")
-        classes = parse_labels(label) if label is not None else []
-        total = n * max(1, len(classes))
+        generator = Generator(model or DEFAULT_GENERATOR, device=device)
+        classes = generator.labels_from_text(label) if label is not None else []
+        total = n * max(1, len(classes))  # Python integers: checked below before anything is allocated
         if out.suffix == ".png" and total > MAX_GRID_IMAGES:
             raise UsageError(f"a PNG grid holds at most {MAX_GRID_IMAGES} images; use --out NAME.npy for {total}.")
         ensure_writable(out, "--out")
-        generator = Generator(model or DEFAULT_GENERATOR, device=device)
+        require_free_space(out, total * math.prod(generator.image_shape) * 4)
         console.print(f"model: {generator.path}", markup=False)
         console.print(f"provider: {generator.provider}")
         labels = None
@@ -412,6 +415,14 @@ def serve(
         int | None,
         typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads per model [default: one per core]."),
     ] = None,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=MAX_DRAIN_SECONDS,
+            help="On SIGTERM, how long requests in flight may take before the rest are answered 503.",
+        ),
+    ] = SERVE_SETTINGS.drain_seconds,
 ) -> None:
     """Serve ONNX models over HTTP on the Open Inference Protocol (KServe V2, Triton's REST API with binary
     tensors), micro-batching requests into onnxruntime calls; a sample page at /, Prometheus metrics at /metrics."""
@@ -420,7 +431,7 @@ def serve(
         from ganport.serve import ServeSettings
         from ganport.serve import serve as serve_models
 
-        settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_mb, threads)
+        settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_mb, threads, drain_seconds)
         log = functools.partial(console.print, markup=False)
         code = serve_models(models or [DEFAULT_GENERATOR], name, host, port, device, settings, log=log)
     if code:
@@ -611,7 +622,10 @@ def evaluate(
             console.print(
                 f"label accuracy: {100 * report.generated.label_accuracy:.2f}% "
                 f"(real MNIST: {100 * report.real.label_accuracy:.2f}%); per digit: "
-                + " ".join(f"{digit}:{100 * share:.1f}%" for digit, share in enumerate(per_digit))
+                + " ".join(
+                    f"{digit}:{'-' if share is None else f'{100 * share:.1f}%'}"
+                    for digit, share in enumerate(per_digit)
+                )
             )
         console.print(f"picture: {evaluation.save_report_png(report, samples, png)}", markup=False)
         if json_path is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.metadata
+import math
 import os
 import pickle
 import struct
@@ -227,7 +228,7 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
     if len(raw) < header_size:
         raise DataError(f"{path} is truncated inside its header; re-download it.")
     dims = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected_size = header_size + int(np.prod(dims))
+    expected_size = header_size + math.prod(dims)  # Python integers: a forged header cannot overflow them
     if len(raw) != expected_size:
         raise DataError(
             f"{path} holds {len(raw)} bytes but its header {list(dims)} needs {expected_size}; "

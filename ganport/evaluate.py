@@ -5,6 +5,8 @@
 - the predicted-class histogram, its KL divergence from uniform, and the classes covered (>= 1% of samples each);
 - for a conditional generator, label accuracy: the share of samples the classifier reads as the digit asked for,
   overall and per digit (each digit asked for equally often). Real MNIST's is the classifier's test accuracy.
+
+Samples are generated, classified and added to running sums batch by batch, so memory is a batch whatever --n is.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ganport.contract import CLASSES, GENERATOR, require_images, require_seed
 from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError, UsageError
-from ganport.files import atomic_path, write_text_atomically
+from ganport.files import atomic_path, file_problem, write_text_atomically
 from ganport.images import from_uint8
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
@@ -32,6 +35,8 @@ COVERAGE_SHARE = 0.01
 BATCH = 2000
 DEFAULT_SAMPLES = 10000
 MIN_SAMPLES = 2
+# Samples kept for the report's picture (a 10 x 10 grid).
+PREVIEW = 100
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class SampleMetrics:
     classes_covered: int
     class_histogram: list[int]
     label_accuracy: float | None = None
-    label_accuracy_per_class: list[float] | None = None
+    label_accuracy_per_class: list[float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,70 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
 
 
+class RunningMetrics:
+    """The sums every metric needs, added batch by batch (memory: the sums, whatever the number of samples).
+
+    The classifier score needs no second pass: E_x KL(p || m) = E_x sum p log p - sum m log m, with m = E_x p.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.feature_sum: np.ndarray | None = None
+        self.feature_products: np.ndarray | None = None
+        self.entropy_sum = 0.0  # sum over samples of sum_y p log p
+        self.probability_sum = np.zeros(CLASSES)
+        self.histogram = np.zeros(CLASSES, np.int64)
+        self.asked = np.zeros(CLASSES, np.int64)
+        self.hits = np.zeros(CLASSES, np.int64)
+
+    def add(self, features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray | None = None) -> None:
+        features = features.astype(np.float64)
+        p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
+        if self.feature_sum is None:
+            self.feature_sum = np.zeros(features.shape[1])
+            self.feature_products = np.zeros((features.shape[1], features.shape[1]))
+        self.n += len(features)
+        self.feature_sum += features.sum(axis=0)
+        self.feature_products += features.T @ features
+        self.entropy_sum += float(np.sum(p * np.log(p)))
+        self.probability_sum += p.sum(axis=0)
+        predicted = probabilities.argmax(axis=1)
+        self.histogram += np.bincount(predicted, minlength=CLASSES)
+        if labels is not None:
+            self.asked += np.bincount(labels, minlength=CLASSES)
+            self.hits += np.bincount(labels[predicted == labels], minlength=CLASSES)
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and (unbiased) covariance of the features, as feature_statistics gives them."""
+        mean = self.feature_sum / self.n
+        return mean, (self.feature_products - self.n * np.outer(mean, mean)) / (self.n - 1)
+
+    def metrics(self, name: str, reference: tuple[np.ndarray, np.ndarray], labelled: bool = False) -> SampleMetrics:
+        """The metrics of the samples added; `labelled`: they came with the labels asked for (label accuracy)."""
+        marginal = self.probability_sum / self.n
+        score = float(np.exp(self.entropy_sum / self.n - np.sum(marginal * np.log(marginal))))
+        share = self.histogram / self.n
+        kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * CLASSES), 0.0)))
+        accuracy, per_class = None, None
+        if labelled:
+            accuracy = float(self.hits.sum() / self.asked.sum())
+            per_class = [
+                float(hits / asked) if asked else None  # fewer samples than classes: not every digit was asked for
+                for hits, asked in zip(self.hits, self.asked, strict=True)
+            ]
+        return SampleMetrics(
+            name,
+            self.n,
+            score,
+            frechet_distance(self.statistics(), reference),
+            kl,
+            int(np.sum(share >= COVERAGE_SHARE)),
+            self.histogram.tolist(),
+            accuracy,
+            per_class,
+        )
+
+
 def summarize(
     name: str,
     features: np.ndarray,
@@ -127,26 +196,9 @@ def summarize(
     labels: np.ndarray | None = None,
 ) -> SampleMetrics:
     """The metrics of one set of samples; with `labels` (the class each was meant to be) also label accuracy."""
-    predicted = probabilities.argmax(axis=1)
-    histogram = np.bincount(predicted, minlength=CLASSES)
-    share = histogram / histogram.sum()
-    kl = float(np.sum(np.where(share > 0, share * np.log(np.maximum(share, 1e-12) * CLASSES), 0.0)))
-    accuracy, per_class = None, None
-    if labels is not None:
-        hits = predicted == labels
-        accuracy = float(hits.mean())
-        per_class = [float(hits[labels == digit].mean()) for digit in range(CLASSES)]
-    return SampleMetrics(
-        name,
-        len(features),
-        classifier_score(probabilities),
-        frechet_distance(feature_statistics(features), reference),
-        kl,
-        int(np.sum(share >= COVERAGE_SHARE)),
-        histogram.tolist(),
-        accuracy,
-        per_class,
-    )
+    running = RunningMetrics()
+    running.add(features, probabilities, labels)
+    return running.metrics(name, reference, labelled=labels is not None)
 
 
 def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray], SampleMetrics]:
@@ -181,11 +233,13 @@ def real_baseline(classifier: Classifier) -> tuple[tuple[np.ndarray, np.ndarray]
     return stats, real
 
 
-def generate(model: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """n images from an ONNX generator (onnxruntime) or a Keras one, from the same seeded noise stream, and for a
-    conditional generator the labels asked for: 0, 1, ..., 9, 0, 1, ... (each digit equally often)."""
-    if not model.is_file():
-        raise ModelError(f"{model} does not exist; pass a generator .onnx, .keras or .h5 file.")
+def generate(model: Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """n images from an ONNX generator (onnxruntime) or a Keras one, from the same seeded noise stream, in batches
+    of at most BATCH, each with, for a conditional generator, the labels asked for: 0, 1, ..., 9, 0, 1, ... (each
+    digit equally often). The model is opened and checked now; each batch is valid until the next is drawn."""
+    problem = file_problem(model)
+    if problem:
+        raise ModelError(f"{model} {problem}; pass a generator .onnx, .keras or .h5 file.")
     labels = np.arange(n) % CLASSES
     if model.suffix == ".onnx":
         generator = Generator(model, device="auto")
@@ -193,41 +247,56 @@ def generate(model: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | N
             raise ModelError(
                 f"{model} draws {generator.classes} classes; the MNIST classifier scores {CLASSES} digits."
             )
-        images = generator.sample(n, seed=seed, labels=labels if generator.conditional else None)
-        return images, labels if generator.conditional else None
-    from ganport.loading import load_as, predict_all
+        asked = labels if generator.conditional else None
+        batches = generator.batches(n, seed, BATCH, asked)
+        starts = range(0, n, BATCH)
+        return (
+            (batch, None if asked is None else asked[start : start + len(batch)])
+            for start, batch in zip(starts, batches, strict=True)
+        )
+    from ganport.loading import load_as
 
-    keras_model = load_as(model, GENERATOR)
+    return _keras_batches(load_as(model, GENERATOR), str(model), labels, seed)
+
+
+def _keras_batches(
+    keras_model: Any, name: str, labels: np.ndarray, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    from ganport.loading import predict_all
+
     latent = int(keras_model.inputs[0].shape[-1])
     conditional = len(keras_model.inputs) > 1  # the noise comes first (load_as checked); then the class label
-    batches = []
+    n = len(labels)
     for start, noise in zip(range(0, n, BATCH), noise_batches(n, latent, seed, BATCH), strict=True):
-        extra = [labels[start : start + len(noise), None]] if conditional else []
-        batches.append(predict_all(keras_model, [noise, *extra])[0])
-    images = np.concatenate(batches)
-    require_images(str(model), images)
-    return images, labels if conditional else None
+        asked = labels[start : start + len(noise)]
+        images = predict_all(keras_model, [noise, *([asked[:, None]] if conditional else [])])[0]
+        require_images(name, images)
+        yield images, asked if conditional else None
 
 
 def evaluate(
     model: str | Path, n: int = DEFAULT_SAMPLES, seed: int = 0, log: Callable[[str], None] = print
 ) -> tuple[EvalReport, np.ndarray]:
-    """Metrics of `n` samples of `model` and of real MNIST; returns the report and the samples."""
+    """Metrics of `n` samples of `model` and of real MNIST; returns the report and the first PREVIEW samples."""
     if n < MIN_SAMPLES:
         raise UsageError(f"--n must be at least {MIN_SAMPLES} for the statistics. Received: {n}")
     require_seed(seed)
     classifier = Classifier(classifier_path(log))
     reference, real = real_baseline(classifier)
-    samples, labels = generate(Path(model), n, seed)
-    if samples.shape[1:] != (28, 28, 1):
-        raise ModelError(
-            f"{model} makes images of shape {list(samples.shape[1:])}; the MNIST classifier scores "
-            "[28, 28, 1] images only."
-        )
-    features, probabilities = classifier(samples)
-    generated = summarize(Path(model).name, features, probabilities, reference, labels)
+    running, preview, labelled = RunningMetrics(), [], False
+    for images, labels in generate(Path(model), n, seed):
+        if images.shape[1:] != (28, 28, 1):
+            raise ModelError(
+                f"{model} makes images of shape {list(images.shape[1:])}; the MNIST classifier scores "
+                "[28, 28, 1] images only."
+            )
+        if running.n < PREVIEW:
+            preview.append(images[: PREVIEW - running.n].copy())
+        running.add(*classifier(images), labels)
+        labelled = labels is not None
+    generated = running.metrics(Path(model).name, reference, labelled)
     report = EvalReport(str(model), seed, str(classifier.path), classifier.test_accuracy, generated, real)
-    return report, samples
+    return report, np.concatenate(preview)
 
 
 def score_generator(
@@ -243,8 +312,9 @@ def save_report_png(report: EvalReport, samples: np.ndarray, path: Path) -> Path
 
     from ganport.images import grid, to_uint8
 
-    tiles = grid(to_uint8(samples[:100]), columns=10)
-    picture = Image.new("L", (tiles.shape[1] * 2 + 340, tiles.shape[0] * 2), 255)
+    tiles = grid(to_uint8(samples[:PREVIEW]), columns=10)
+    # at least a full grid's height: the histograms need it even when fewer than 100 samples were scored
+    picture = Image.new("L", (tiles.shape[1] * 2 + 340, max(tiles.shape[0], 28 * 10) * 2), 255)
     picture.paste(Image.fromarray(tiles).resize((tiles.shape[1] * 2, tiles.shape[0] * 2)), (0, 0))
     draw = ImageDraw.Draw(picture)
     left, bottom, height = tiles.shape[1] * 2 + 20, picture.height - 30, picture.height - 80

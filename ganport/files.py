@@ -10,9 +10,11 @@ import contextlib
 import errno
 import fcntl
 import glob
+import math
 import os
 import re
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -256,7 +258,26 @@ def ensure_writable_folder(folder: str | Path, option: str) -> Path:
     return folder
 
 
-def _size(count: int) -> str:
+def file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as a file, in words ("does not exist", "is a folder", ...), or None when it can."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else "does not exist"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be read ({error.strerror})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        if stat.S_ISFIFO(mode):
+            return "is a named pipe, not a regular file"
+        return f"is {'a device' if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 'a socket'}, not a regular file"
+    return None
+
+
+def size_text(count: int) -> str:
     for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"
@@ -270,7 +291,7 @@ def require_free_space(path: str | Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise OutputError(
-            f"cannot write {path}: it needs {_size(needed)} but {folder} has {_size(free)} free; "
+            f"cannot write {path}: it needs {size_text(needed)} but {folder} has {size_text(free)} free; "
             "free some space, write somewhere else, or ask for fewer images."
         )
 
@@ -283,7 +304,7 @@ def npy_stream(path: str | Path, shape: tuple[int, ...], dtype: np.dtype) -> Ite
     Yields `append(batch)`; the file is renamed into place only when exactly `shape` was written.
     """
     dtype = np.dtype(dtype)
-    needed = int(np.prod(shape)) * dtype.itemsize
+    needed = math.prod(shape) * dtype.itemsize  # Python integers: no -n can overflow past the free-space check
     require_free_space(path, needed)
     written = 0
     with atomic_path(path) as temporary, temporary.open("wb") as stream:

@@ -6,6 +6,8 @@ Shared by export, eval and verify, so a file is loaded, refused and named the sa
 from __future__ import annotations
 
 import contextlib
+import json
+import warnings
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -18,12 +20,32 @@ import tensorflow as tf
 
 from ganport.contract import KERAS_SUFFIXES, Role, require_role, role_from_shapes
 from ganport.errors import ModelError
+from ganport.files import file_problem, size_text
+
+# The HDF5 root attribute (JSON, output layer -> image shape) naming outputs that ganport wrote flat for DL4J; the
+# loader puts their Reshape back, so ganport reads its own files as the models they came from.
+FLATTENED_OUTPUTS = "ganport_flattened_outputs"
+# A Keras config is kilobytes; an archive entry that would inflate beyond this is damaged or hostile (a zip bomb).
+MAX_CONFIG_BYTES = 64 * 2**20
+
+
+def _require_small_configs(path: Path) -> None:
+    """Refuse a .keras archive whose JSON entries would inflate past MAX_CONFIG_BYTES, before Keras reads them whole.
+    The sizes are the archive's own; zipfile never inflates an entry beyond the size it declares."""
+    with zipfile.ZipFile(path) as archive:
+        for entry in archive.infolist():
+            if entry.filename.endswith(".json") and entry.file_size > MAX_CONFIG_BYTES:
+                raise ModelError(
+                    f"{path}: its {entry.filename} would inflate to {size_text(entry.file_size)} (a Keras config is "
+                    "kilobytes), so the archive is damaged or hostile; it was not read."
+                )
 
 
 def load_model_file(path: Path) -> Any:
     """Load with Keras 3; a Keras 2 HDF5 file that Keras 3 cannot rebuild (a nested Sequential) loads with tf_keras."""
-    if not path.is_file():
-        raise ModelError(f"{path} does not exist; pass a run folder or a .keras/.h5 model file.")
+    problem = file_problem(path)
+    if problem:
+        raise ModelError(f"{path} {problem}; pass a run folder or a .keras/.h5 model file.")
     if path.suffix not in KERAS_SUFFIXES:
         raise ModelError(
             f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}); pass a run folder or a saved Keras model."
@@ -32,14 +54,38 @@ def load_model_file(path: Path) -> Any:
     readable = zipfile.is_zipfile(path) if path.suffix == ".keras" else h5py.is_hdf5(path)
     if not readable:
         raise ModelError(f"{path} is not {container}, so not a saved Keras model; is it damaged or misnamed?")
+    if path.suffix == ".keras":
+        _require_small_configs(path)
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings.catch_warnings():
+            # Keras 3 warns about each Keras 2 argument it reads from an old file (alpha, input_length): the file is
+            # what it is, and the user can do nothing about it.
+            warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+            model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for corrupt or foreign files
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        model = None
         if path.suffix != ".keras" and _saved_by_keras2(path):
             with contextlib.suppress(ModelError):
-                return load_keras2(path)
-        raise ModelError(f"Cannot load {path} as a Keras model ({reason}).") from error
+                model = load_keras2(path)
+        if model is None:
+            raise ModelError(f"Cannot load {path} as a Keras model ({reason}).") from error
+    return model if path.suffix == ".keras" else _with_flattened_outputs_reshaped(path, model)
+
+
+def _with_flattened_outputs_reshaped(path: Path, model: Any) -> Any:
+    """`model` with a Reshape after each output that ganport's HDF5 writer flattened for DL4J (FLATTENED_OUTPUTS)."""
+    with h5py.File(path, "r") as archive:
+        recorded = archive.attrs.get(FLATTENED_OUTPUTS)
+    if recorded is None:
+        return model
+    shapes = json.loads(recorded)
+    module = keras if isinstance(model, keras.Model) else tf_keras()
+    outputs = [
+        module.layers.Reshape(shapes[name], name=f"{name}_image")(output) if name in shapes else output
+        for name, output in zip(model.output_names, model.outputs, strict=True)
+    ]
+    return module.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
 def tf_keras() -> ModuleType:

@@ -25,6 +25,7 @@ from ganport.contract import (
     require_seed,
 )
 from ganport.errors import ModelError, RuntimeUnavailableError, UsageError
+from ganport.files import file_problem
 from ganport.images import to_uint8
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -64,8 +65,9 @@ def open_session(path: str | Path, device: str = "auto", threads: int | None = N
     if device not in DEVICES:
         raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path} does not exist; export one with `ganport export RUN --format onnx`.")
+    problem = file_problem(path)
+    if problem:
+        raise ModelError(f"{path} {problem}; pass an ONNX file (`ganport export RUN --format onnx` writes one).")
     if path.suffix in KERAS_SUFFIXES:
         raise ModelError(
             f"{path} is a Keras model; ganport runs ONNX files on onnxruntime (no TensorFlow). "
@@ -184,6 +186,12 @@ class Generator:
             self.session.run_with_iobinding(binding)
         return out
 
+    def labels_from_text(self, text: str) -> list[int]:
+        """The classes a `--label` text names (parse_labels), for this generator's classes."""
+        if not self.conditional:
+            raise self._no_labels()
+        return parse_labels(text, self.classes)
+
     def _no_labels(self) -> UsageError:
         return UsageError(
             f"{self.path} is unconditional (it has no {LABEL_INPUT!r} input), so it takes no labels; "
@@ -261,15 +269,24 @@ def require_classes(labels: np.ndarray, classes: int, source: str) -> None:
         )
 
 
-def parse_labels(text: str) -> list[int]:
-    """`--label` text: one class ("7"), a range ("0-9") or a list ("3,5,8", items may be ranges)."""
+def parse_labels(text: str, classes: int) -> list[int]:
+    """`--label` text: one class ("7"), a range ("0-9") or a list ("3,5,8", items may be ranges), each from 0 to
+    classes - 1 (checked before any range is expanded)."""
     labels = []
     for item in text.split(","):
         first, _, last = item.strip().partition("-")
-        if not first.isdigit() or (last and not last.isdigit()) or (last and int(last) < int(first)):
+        last = last or first
+        if not (_is_decimal(first) and _is_decimal(last)) or int(last) < int(first):
             raise UsageError(f"--label takes a class (7), a range (0-9) or a list (3,5,8). Received: {text!r}")
-        labels.extend(range(int(first), int(last or first) + 1))
+        if int(last) >= classes:
+            raise UsageError(f"--label {text}: the model knows classes 0-{classes - 1}.")
+        labels.extend(range(int(first), int(last) + 1))
     return labels
+
+
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -108,11 +108,14 @@ def test_unconditional_generators_refuse_labels(exported):
 
 
 def test_label_text():
-    assert parse_labels("7") == [7] and parse_labels("0-9") == list(range(10)) and parse_labels("3,5,8") == [3, 5, 8]
-    assert parse_labels("1-3, 7") == [1, 2, 3, 7]
-    for text in ("", "a", "5-3", "-2", "1,,2", "2.5"):
+    assert parse_labels("7", 10) == [7] and parse_labels("0-9", 10) == list(range(10))
+    assert parse_labels("3,5,8", 10) == [3, 5, 8] and parse_labels("1-3, 7", 10) == [1, 2, 3, 7]
+    for text in ("", "a", "5-3", "-2", "1,,2", "2.5", "²", "1-²"):
         with pytest.raises(UsageError, match="--label takes a class"):
-            parse_labels(text)
+            parse_labels(text, 10)
+    for text in ("10", "99999999999999999999", "0-99999999999", "3,12"):  # checked before a range is expanded
+        with pytest.raises(UsageError, match="knows classes 0-9"):
+            parse_labels(text, 10)
 
 
 def test_sample_cli_draws_one_row_per_label(conditional_onnx, tmp_path):

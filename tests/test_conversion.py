@@ -141,6 +141,30 @@ def test_inspect_says_every_format_can_be_written(conversions, name):
     assert all(not layer.supported and not layer.dl4j_problem for layer in report.layers)
 
 
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_ganport_reads_back_every_hdf5_it_writes(conversions, name, tmp_path):
+    """Conditional, multi-output and flattened-for-DL4J files go back through inspect and the ONNX formats, and the
+    ONNX made from the HDF5 gives the original Keras model's stored predictions."""
+    import onnxruntime
+
+    written = conversions[name, "keras3"]["h5"]
+    report = inspect_model(written.path)
+    assert report.role and report.outputs and report.writable(["onnx", "triton"]), report.verdicts
+    (onnx_file,) = export(written.path, "onnx", tmp_path, log=lambda line: None)
+    (triton_model,) = export(written.path, "triton", tmp_path / "repository", log=lambda line: None)
+    assert onnx_file.comparison.passed and triton_model.comparison.passed
+    session = onnxruntime.InferenceSession(str(onnx_file.path), providers=["CPUExecutionProvider"])
+    with h5py.File(written.test_vectors) as vectors:
+        feeds = {
+            item.name: vectors[f"inputs/{item.name}"][()].astype(np.int64 if "int64" in item.type else np.float32)
+            for item in session.get_inputs()
+        }
+        names = json.loads(vectors.attrs["outputs"])["outputs"]
+        for output, result in zip(names, session.run(names, feeds), strict=True):
+            expected = vectors[f"predictions/{output}"][()]
+            np.testing.assert_allclose(result.reshape(expected.shape), expected, atol=written.comparison.bound * 4)
+
+
 def test_inspect_cli_prints_a_table_and_json(conversions):
     source = str(conversions["cgan_generator", "lecture"]["source"])
     result = CliRunner().invoke(app, ["inspect", source])

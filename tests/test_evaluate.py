@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from ganport.cli import app
 from ganport.errors import ModelError
 from ganport.evaluate import (
+    PREVIEW,
+    RunningMetrics,
     classifier_path,
     classifier_score,
     evaluate,
@@ -39,6 +41,27 @@ def test_frechet_distance_of_known_gaussians():
     assert frechet_distance(stats, feature_statistics(features * 2)) == pytest.approx(expected, rel=1e-9)
 
 
+def test_metrics_summed_batch_by_batch_equal_those_of_all_samples_at_once():
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((5000, 16)) * 3 + 1
+    probabilities = rng.dirichlet(np.full(10, 0.3), 5000)
+    labels = np.arange(5000) % 10
+    reference = feature_statistics(rng.standard_normal((4000, 16)))
+    running = RunningMetrics()
+    for start in range(0, 5000, 1700):
+        running.add(features[start : start + 1700], probabilities[start : start + 1700], labels[start : start + 1700])
+    streamed = running.metrics("streamed", reference, labelled=True)
+    assert streamed.n == 5000
+    assert streamed.classifier_score == pytest.approx(classifier_score(probabilities), rel=1e-9)
+    mean, covariance = feature_statistics(features)
+    np.testing.assert_allclose(running.statistics()[0], mean, rtol=1e-9)
+    np.testing.assert_allclose(running.statistics()[1], covariance, rtol=1e-9, atol=1e-9)
+    assert streamed.frechet_distance == pytest.approx(frechet_distance((mean, covariance), reference), rel=1e-9)
+    predicted = probabilities.argmax(axis=1)
+    assert streamed.class_histogram == np.bincount(predicted, minlength=10).tolist()
+    assert streamed.label_accuracy == pytest.approx(np.mean(predicted == labels))
+
+
 def test_the_shipped_classifier_is_used():
     assert classifier_path().parent.name == "models"
 
@@ -46,7 +69,7 @@ def test_the_shipped_classifier_is_used():
 def test_onnx_and_keras_generators_score_the_same_and_real_data_is_the_baseline(exported, short_run):
     onnx_report, samples = evaluate(exported["onnx"][0].path, n=2000, seed=1, log=lambda line: None)
     keras_report, _ = evaluate(short_run / "generator.keras", n=2000, seed=1, log=lambda line: None)
-    assert samples.shape == (2000, 28, 28, 1)
+    assert samples.shape == (PREVIEW, 28, 28, 1)  # the picture's samples: the rest streamed through the sums
     assert onnx_report.generated.classifier_score == pytest.approx(keras_report.generated.classifier_score, abs=1e-3)
     assert onnx_report.generated.frechet_distance == pytest.approx(keras_report.generated.frechet_distance, rel=1e-3)
     real = onnx_report.real

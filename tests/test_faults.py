@@ -117,6 +117,73 @@ def test_huge_sample_request_is_refused_for_space_before_writing(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_sample_counts_that_overflow_int64_and_label_specs_are_refused_before_any_work(tmp_path):
+    conditional = SHIPPED.parent / "mnist-cgan" / "generator.onnx"
+    for args in (("-n", 2**62), ("--label", "3", "-n", 2**62)):
+        result = invoke("sample", conditional, *args, "--out", tmp_path / "x.npy")
+        assert_one_line_error(result, "TiB but", "fewer images")
+    for label, fragment in (
+        ("²", "--label takes a class"),
+        ("99999999999999999999", "knows classes 0-9"),
+        ("0-99999999999", "knows classes 0-9"),
+    ):
+        assert_one_line_error(invoke("sample", conditional, "--label", label), fragment, exit_code=2)
+    assert leftovers(tmp_path) == []
+
+
+def test_paths_that_are_not_files_are_named_for_what_they_are(tmp_path):
+    fifo, loop = tmp_path / "pipe.h5", tmp_path / "loop.h5"
+    os.mkfifo(fifo)
+    loop.symlink_to(loop)
+    for path, fragment in (
+        (tmp_path, "is a folder, not a file"),
+        (fifo, "is a named pipe, not a regular file"),
+        (loop, "is a symbolic link loop"),
+        (Path("/dev/zero"), "is a device, not a regular file"),
+        (tmp_path / "none.h5", "does not exist"),
+    ):
+        assert_one_line_error(invoke("inspect", path), fragment)
+    assert_one_line_error(invoke("sample", fifo), "is a named pipe")
+    assert_one_line_error(invoke("eval", "/dev/zero", "--png", tmp_path / "e.png"), "is a device")
+
+
+def test_a_keras_archive_whose_config_inflates_to_a_gigabyte_is_refused_unread(tmp_path):
+    import resource
+    import zipfile
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", '{"keras_version": "3.13.0"}')
+        with archive.open("config.json", "w", force_zip64=True) as entry:
+            block = b" " * 2**20
+            for _ in range(1024):
+                entry.write(block)
+    assert bomb.stat().st_size < 2 * 2**20
+    from ganport.errors import ModelError
+    from ganport.loading import load_model_file  # TensorFlow loads now, outside the measurement
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError, match="config.json would inflate to 1.0 GiB"):
+        load_model_file(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 2**10  # KiB: nowhere near a GiB
+    assert_one_line_error(invoke("inspect", bomb), "config.json would inflate to 1.0 GiB", "not read")
+
+
+def test_eval_takes_any_n_from_its_minimum_and_scores_in_bounded_memory(tmp_path):
+    """Fewer samples than a grid row or than classes still give a picture; samples stream through the classifier
+    in batches, so the report's preview is all that is kept."""
+    from ganport.evaluate import PREVIEW, evaluate
+
+    for name in ("mnist-dcgan", "mnist-cgan"):
+        picture = tmp_path / f"{name}.png"
+        result = invoke("eval", SHIPPED.parent / name / "generator.onnx", "--n", 3, "--png", picture)
+        assert result.exit_code == 0, result.output
+        assert picture.stat().st_size > 0
+    report, preview = evaluate(SHIPPED / "generator.onnx", n=4500, log=lambda line: None)
+    assert report.generated.n == 4500 and sum(report.generated.class_histogram) == 4500
+    assert preview.shape == (PREVIEW, 28, 28, 1)
+
+
 def test_large_npy_streams_in_batches_and_equals_one_batch(tmp_path):
     from ganport.runtime import Generator
 

@@ -285,3 +285,26 @@ def test_grid_work_of_a_client_that_left_never_runs():
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 0
     assert ran == []
+
+
+def test_requests_cut_by_the_end_of_the_drain_are_answered_503_and_counted(tmp_path):
+    """An upload that never finishes outlives SIGTERM's drain: it gets 503 and the log says so, not "every request
+    in flight was answered"."""
+    model = tmp_path / "gan.onnx"
+    shutil.copy(MODELS / "mnist-gan" / "generator.onnx", model)
+    with (
+        running_server(model, "--drain-seconds", 1) as running,
+        socket.create_connection(_address(running), timeout=20) as connection,
+    ):
+        connection.sendall(
+            f"POST /v2/models/gan/infer HTTP/1.1\r\nHost: {running.address}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+        )
+        time.sleep(0.5)
+        code = running.stop()
+        answer = connection.recv(4096)
+    log = "".join(running.output)
+    assert code == 0, log
+    assert answer.startswith(b"HTTP/1.1 503") and b"stopped before this request was answered" in answer, answer
+    assert "1 request(s) still in flight after the 1 s drain were answered 503" in log, log
+    assert "Traceback" not in log

@@ -15,7 +15,7 @@ from ganport.export.formats import FORMATS
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
-from ganport.files import ensure_writable_folder
+from ganport.files import ensure_writable_folder, file_problem
 from ganport.loading import predict_all
 from ganport.run import RunFolder
 
@@ -99,8 +99,9 @@ def onnx_sources(source: Path) -> list[Path]:
     """The ONNX files a source names: itself, or a folder's generator*.onnx when it holds no Keras generator (a shipped
     model's folder, or a run's export folder: the fp32 generator and its reduced-precision variants)."""
     if source.suffix == ".onnx":
-        if not source.is_file():
-            raise UsageError(f"{source} does not exist; pass an ONNX file, a run folder or a Keras model file.")
+        problem = file_problem(source)
+        if problem:
+            raise UsageError(f"{source} {problem}; pass an ONNX file, a run folder or a Keras model file.")
         return [source]
     if source.is_dir() and not RunFolder(source).generator.is_file():
         return sorted(source.glob("generator*.onnx"))

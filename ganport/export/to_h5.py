@@ -30,7 +30,7 @@ from ganport.export.job import ExportedFile, Job
 from ganport.export.layers import LayerSpec, converter
 from ganport.export.sources import SourceModel
 from ganport.files import atomic_path
-from ganport.loading import framework_versions, load_keras2, predict_all, tf_keras
+from ganport.loading import FLATTENED_OUTPUTS, framework_versions, load_keras2, predict_all, tf_keras
 from ganport.parity import ATOL, provenance
 
 # DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
@@ -62,8 +62,9 @@ def _inputs_first(config: dict) -> dict:
     return config
 
 
-def save_model(model_keras2: Any, path: Path) -> Path:
-    """Write `model_keras2` as Keras 2 HDF5 (no optimizer) to `path` through memory."""
+def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | None = None) -> Path:
+    """Write `model_keras2` as Keras 2 HDF5 (no optimizer) to `path` through memory; `flattened` names the outputs
+    written flat for DL4J with their image shapes, so that ganport's loader restores them (FLATTENED_OUTPUTS)."""
 
     def fill(archive: h5py.File) -> None:
         tensorflow_logger = logging.getLogger("tensorflow")
@@ -80,6 +81,8 @@ def save_model(model_keras2: Any, path: Path) -> Path:
         written = archive.attrs["model_config"]
         reordered = json.dumps(_inputs_first(json.loads(written)))
         archive.attrs["model_config"] = reordered if isinstance(written, str) else np.bytes_(reordered)
+        if flattened:
+            archive.attrs[FLATTENED_OUTPUTS] = np.bytes_(json.dumps(flattened))
 
     path.write_bytes(_hdf5_bytes(fill))
     return path
@@ -103,17 +106,25 @@ def dl4j_graph(item: SourceModel) -> Graph:
     return graph if graph.is_chain else _without_trailing_reshapes(graph)
 
 
-def _without_trailing_reshapes(graph: Graph) -> Graph:
-    """DL4J's graph import maps a Reshape to a preprocessor of the layer after it, so one that is an output cannot be
-    imported at all; the output is written flat ([batch, H*W*C], C order, the same numbers), as DL4J's Sequential
+def _trailing_reshapes(graph: Graph) -> dict[str, LayerSpec]:
+    """The Reshapes that are outputs of a functional graph, by the name of the layer each reads.
+
+    DL4J's graph import maps a Reshape to a preprocessor of the layer after it, so one that is an output cannot be
+    imported at all; such outputs are written flat ([batch, H*W*C], C order, the same numbers), as DL4J's Sequential
     import does by itself."""
+    if graph.is_chain:
+        return {}
     layers = {spec.name: spec for spec in graph.layers}
     readers = graph.consumers()
-    trailing = {
-        name: layers[name].inbound[0]
+    return {
+        layers[name].inbound[0]: layers[name]
         for name in graph.outputs
         if name in layers and layers[name].kind == "Reshape" and readers[name] == ["<output>"]
     }
+
+
+def _without_trailing_reshapes(graph: Graph) -> Graph:
+    trailing = {reshape.name: read for read, reshape in _trailing_reshapes(graph).items()}
     if not trailing:
         return graph
     kept = [spec for spec in graph.layers if spec.name not in trailing]
@@ -245,7 +256,8 @@ def write(job: Job) -> ExportedFile:
     rebuilt = build(dl4j_graph(item), tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as model_file, atomic_path(vectors) as vectors_file:
-        save_model(rebuilt, model_file)
+        flattened = {read: list(spec.options["target_shape"]) for read, spec in _trailing_reshapes(item.graph).items()}
+        save_model(rebuilt, model_file, flattened)
         check_dl4j_config(model_file)
         reloaded = load_keras2(model_file)
         comparison = job.compare("tf_keras h5", predict_all(reloaded, job.input_list))

@@ -56,8 +56,6 @@ MAX_SAMPLE_IMAGES = 256
 SAMPLE_SCALE = 4
 # How much of an oversized body is read and thrown away so that the client sees the 413.
 DISCARD_BYTES = 256 * 2**20
-# Seconds a SIGTERM waits for requests in flight before closing their connections anyway.
-DRAIN_SECONDS = 30
 # The status counted in the metrics for a request whose client went away before its answer (nginx's 499).
 DISCONNECTED = 499
 
@@ -393,15 +391,15 @@ def serve(
         limit_concurrency=connection_limit(),
         loop="uvloop" if _has_uvloop() else "asyncio",
         lifespan="on",
-        timeout_graceful_shutdown=DRAIN_SECONDS,
+        timeout_graceful_shutdown=settings.drain_seconds,
         proxy_headers=False,  # no proxy in front by default: nothing to trust X-Forwarded-* from
     )
     server = DrainingServer(config)
     server.run(sockets=[listener])
     if server_app.unanswered:
         log(
-            f"stopped: {server_app.unanswered} request(s) still in flight after the {DRAIN_SECONDS} s drain were "
-            "answered 503"
+            f"stopped: {server_app.unanswered} request(s) still in flight after the {settings.drain_seconds:g} s "
+            "drain were answered 503"
         )
     else:
         log("stopped: every request in flight was answered")

@@ -15,6 +15,9 @@ from ganport.protocol import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_MB = 16.0
+# Seconds a SIGTERM waits for requests in flight before answering the rest 503 (Kubernetes allows 30 by default).
+DEFAULT_DRAIN_SECONDS = 30.0
+MAX_DRAIN_SECONDS = 3600.0
 # Rows that may wait for a batch before requests are refused with 503, by default: eight full batches, and never
 # fewer than DEFAULT_QUEUE_ROWS (with --max-batch 1, a few hundred waiting one-row requests are normal load).
 QUEUE_BATCHES = 8
@@ -45,6 +48,7 @@ class ServeSettings:
     max_queue: int | None = None  # rows; None: see queue_rows
     max_body_mb: float = DEFAULT_MAX_BODY_MB
     threads: int | None = None  # onnxruntime's threads per model; None: one per core
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
     def __post_init__(self) -> None:
         ranges = (
@@ -53,6 +57,7 @@ class ServeSettings:
             ("--max-queue", self.queue_rows, self.max_batch, MAX_QUEUE_ROWS),  # at least --max-batch
             ("--max-body-mb", self.max_body_mb, MIN_BODY_MB, MAX_BODY_MB),
             ("--threads", self.threads or 1, 1, MAX_THREADS),
+            ("--drain-seconds", self.drain_seconds, 0, MAX_DRAIN_SECONDS),
         )
         for option, value, low, high in ranges:
             if not low <= value <= high:  # also false for NaN
