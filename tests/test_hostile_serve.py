@@ -308,3 +308,27 @@ def test_requests_cut_by_the_end_of_the_drain_are_answered_503_and_counted(tmp_p
     assert answer.startswith(b"HTTP/1.1 503") and b"stopped before this request was answered" in answer, answer
     assert "1 request(s) still in flight after the 1 s drain were answered 503" in log, log
     assert "Traceback" not in log
+
+
+def test_a_generator_failing_its_probe_is_served_as_a_plain_model_and_the_log_says_why(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.full((100, 784), np.nan, np.float32), "weights")
+    shape = numpy_helper.from_array(np.array([-1, 28, 28, 1], np.int64), "shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["z", "weights"], ["flat"]),
+            helper.make_node("Reshape", ["flat", "shape"], ["image"]),
+        ],
+        "nan-generator",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 100])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 28, 28, 1])],
+        [weights, shape],
+    )
+    model = tmp_path / "broken.onnx"
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), model)
+    with running_server(model) as running:
+        assert call(f"{running.url}/v2/models/broken/sample.png")[0] == 404
+    log = "".join(running.output)
+    assert "model broken: model" in log and "(no sample grid:" in log and "NaN" in log, log
