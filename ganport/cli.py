@@ -177,6 +177,13 @@ def _suffix(path: Path, allowed: tuple[str, ...], option: str) -> Path:
     return path
 
 
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="With an architecture .json (model.to_json(), Keras-GAN's saved_model/NAME.json): its weights file "
+        "[default: NAME_weights.hdf5 or NAME.weights.h5 beside it]."
+    ),
+]
 SeedOption = Annotated[
     int, typer.Option(min=0, max=MAX_SEED, help="Seed for noise (and for weights and batches when training).")
 ]
@@ -273,7 +280,7 @@ def export(
     source: Annotated[
         Path,
         typer.Argument(
-            help="A run folder, or a .keras/.h5 model file; for "
+            help="A run folder, a .keras/.h5 model file or an architecture .json (its weights beside it); for "
             + " or ".join(f"--format {name}" for name, item in FORMATS.items() if item.takes_onnx)
             + " also an .onnx file or a folder of generator*.onnx (a shipped model's)."
         ),
@@ -298,6 +305,7 @@ def export(
     gpu: Annotated[
         bool, typer.Option(help="Triton only: add a GPU instance group running under TensorRT in FP16.")
     ] = False,
+    weights: WeightsOption = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -317,7 +325,7 @@ def export(
         options = ExportOptions(
             precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu, overwrite=overwrite
         )
-        for exported in export_models(source, format, out, log=log, options=options):
+        for exported in export_models(source, format, out, log=log, options=options, weights=weights):
             print(exported.path)
             if exported.test_vectors is not None:
                 print(exported.test_vectors)
@@ -523,12 +531,13 @@ def print_table(table: Any) -> None:
 
 @app.command()
 def inspect(
-    model: Annotated[Path, typer.Argument(help="A .keras/.h5 model file.")],
+    model: Annotated[Path, typer.Argument(help="A .keras/.h5 model file, or an architecture .json.")],
     format: Annotated[
         _choice(FORMATS) | None,
         typer.Option("--format", "-f", help="The format the exit status is for [default: every format]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    weights: WeightsOption = None,
 ) -> None:
     """Report what each layer becomes in ONNX, DL4J and Keras, then one verdict per format; exit 1 if any asked-for
     format cannot be written."""
@@ -540,7 +549,7 @@ def inspect(
 
         from ganport.compatibility import inspect_model
 
-        report = inspect_model(model)
+        report = inspect_model(model, weights, log=functools.partial(console.print, markup=False))
         wanted = [format] if format else list(FORMATS)
         if as_json:
             print(json.dumps(report.as_dict(), indent=2))

@@ -6,6 +6,7 @@ verdict and an export's refusal never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ class Report:
         return asdict(self)
 
 
-def inspect_model(path: str | Path) -> Report:
-    """Report on the model file at `path`, layer by layer, with one verdict per export format."""
+def inspect_model(
+    path: str | Path, weights: str | Path | None = None, log: Callable[[str], None] | None = None
+) -> Report:
+    """Report on the model file at `path` (an architecture .json with its `weights`, if they are not beside it),
+    layer by layer, with one verdict per export format."""
     from ganport.export.graph import read_layer, trace
     from ganport.export.layers import converter
     from ganport.export.sources import source_model
@@ -50,7 +54,7 @@ def inspect_model(path: str | Path) -> Report:
     from ganport.loading import load_model_file
 
     path = Path(path)
-    model = load_model_file(path)
+    model = load_model_file(path, None if weights is None else Path(weights), log)
     everywhere: list[str] = []
     layers: list[LayerReport] = []
     try:

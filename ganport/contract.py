@@ -17,7 +17,7 @@ from ganport.errors import ModelError, UsageError
 # Seeds feed numpy's and TensorFlow's generators; both take unsigned 32-bit seeds.
 MAX_SEED = 2**32 - 1
 # File names of saved Keras models: what loading accepts and what sampling (ONNX only) refuses with advice.
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5", ".json")  # .json: an architecture whose weights are beside it
 # tanh can round to a hair outside [-1, 1] after quantization; anything further is not a generator's image.
 IMAGE_RANGE_SLACK = 1e-3
 

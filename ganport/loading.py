@@ -1,4 +1,4 @@
-"""Keras model files in, Keras models out: Keras 3 first, tf_keras for the lecture's Keras 2 files; roles checked.
+"""Keras model files in, Keras models out: each read by the Keras that wrote it (tf_keras for Keras 2); roles checked.
 
 Shared by export, eval and verify, so a file is loaded, refused and named the same way everywhere.
 """
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganport.contract import KERAS_SUFFIXES, Role, require_role, role_from_shapes
-from ganport.errors import ModelError
+from ganport.errors import ModelError, UsageError
 from ganport.files import file_problem, size_text
 
 # The HDF5 root attribute (JSON, output layer -> image shape) naming outputs that ganport wrote flat for DL4J; the
@@ -41,8 +43,10 @@ def _require_small_configs(path: Path) -> None:
                 )
 
 
-def load_model_file(path: Path) -> Any:
-    """Load with Keras 3; a Keras 2 HDF5 file that Keras 3 cannot rebuild (a nested Sequential) loads with tf_keras."""
+def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str], None] | None = None) -> Any:
+    """Load with the Keras that wrote the file (tf_keras for Keras 1-2 files, then Keras 3 if tf_keras cannot; Keras 3
+    for the rest), refusing a load whose inputs differ from the shapes the file declares. Custom training-only
+    objects are replaced by inert stand-ins, each said in `log`."""
     problem = file_problem(path)
     if problem:
         raise ModelError(f"{path} {problem}; pass a run folder or a .keras/.h5 model file.")
@@ -50,27 +54,266 @@ def load_model_file(path: Path) -> Any:
         raise ModelError(
             f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}); pass a run folder or a saved Keras model."
         )
+    if path.suffix == ".json":
+        weights = weights or _weights_beside(path)
+        _require_weights_file(weights)
+    elif weights is not None:
+        raise UsageError(f"--weights goes with an architecture .json; {path} holds its own weights. Drop --weights.")
+    else:
+        _require_readable_container(path)
+    # The Keras that wrote a file reads it as written: Keras 3 loads many Keras 2 files wrongly (a Sequential without
+    # an InputLayer gets an extra axis) or not at all, while tf_keras reads them as they were saved.
+    version = saved_keras_version(path)
+    if version.startswith(("1.", "2.")):
+        loaders = (load_keras2, _load_keras3)
+    elif version or path.suffix == ".keras":
+        loaders = (_load_keras3,)
+    else:  # an HDF5 file that does not say: Keras 3, checked against the declared inputs, else tf_keras
+        loaders = (_load_keras3, load_keras2)
+    failures: list[ModelError] = []
+    for load in loaders:
+        notes: list[str] = []
+        try:
+            model = load(path, weights, notes.append)
+            _require_declared_inputs(path, model)
+            break
+        except ModelError as error:
+            failures.append(error)
+    else:
+        raise failures[0] from failures[0].__cause__
+    for note in notes:
+        (log or _silent)(note)
+    return _with_flattened_outputs_reshaped(path, model) if path.suffix in (".h5", ".hdf5") else model
+
+
+def _require_readable_container(path: Path) -> None:
     container = "a zip archive" if path.suffix == ".keras" else "an HDF5 file"
     readable = zipfile.is_zipfile(path) if path.suffix == ".keras" else h5py.is_hdf5(path)
     if not readable:
         raise ModelError(f"{path} is not {container}, so not a saved Keras model; is it damaged or misnamed?")
     if path.suffix == ".keras":
         _require_small_configs(path)
+    elif _holds_weights_only(path):
+        raise UsageError(
+            f"{path} holds weights only, no architecture: pass the architecture's .json (model.to_json(); Keras-GAN "
+            f"writes it as saved_model/NAME.json) with --weights {path}."
+        )
+
+
+def _holds_weights_only(path: Path) -> bool:
+    """An HDF5 file written by save_weights(): layer weights without the model_config attribute."""
+    with contextlib.suppress(OSError), h5py.File(path, "r") as archive:
+        return "model_config" not in archive.attrs and ("layer_names" in archive.attrs or "layers" in archive)
+    return False
+
+
+# The names an architecture's weights take beside it: Keras-GAN's save_model(), then Keras 2's and 3's habits.
+WEIGHTS_BESIDE = ("{stem}_weights.hdf5", "{stem}_weights.h5", "{stem}.weights.h5", "{stem}.hdf5", "{stem}.h5")
+
+
+def _weights_beside(architecture: Path) -> Path:
+    candidates = [architecture.with_name(name.format(stem=architecture.stem)) for name in WEIGHTS_BESIDE]
+    found = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if found is None:
+        raise UsageError(
+            f"{architecture} holds an architecture only, and none of {', '.join(item.name for item in candidates)} "
+            "is beside it; pass its weights with --weights PATH."
+        )
+    return found
+
+
+def _require_weights_file(weights: Path) -> None:
+    problem = file_problem(weights)
+    if problem:
+        raise ModelError(f"--weights {weights} {problem}; pass the HDF5 file model.save_weights() wrote.")
+    if not h5py.is_hdf5(weights):
+        raise ModelError(f"--weights {weights} is not an HDF5 file; pass the file model.save_weights() wrote.")
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _load_keras3(path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent) -> Any:
+    custom = custom_objects_for(saved_config(path), keras, log)
     try:
         with warnings.catch_warnings():
             # Keras 3 warns about each Keras 2 argument it reads from an old file (alpha, input_length): the file is
             # what it is, and the user can do nothing about it.
             warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-            model = keras.saving.load_model(path, compile=False)
+            if weights is None:
+                return keras.saving.load_model(path, compile=False, custom_objects=custom)
+            model = keras.models.model_from_json(_architecture_text(path), custom_objects=custom)
+            model.load_weights(weights)
+            return model
     except Exception as error:  # Keras raises many types for corrupt or foreign files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        model = None
-        if path.suffix != ".keras" and _saved_by_keras2(path):
-            with contextlib.suppress(ModelError):
-                model = load_keras2(path)
-        if model is None:
-            raise ModelError(f"Cannot load {path} as a Keras model ({reason}).") from error
-    return model if path.suffix == ".keras" else _with_flattened_outputs_reshaped(path, model)
+        raise _load_failure(path, error, "as a Keras model") from error
+
+
+def _load_failure(path: Path, error: Exception, how: str) -> ModelError:
+    """One line for a load that failed: a custom layer named by its class, else Keras's reason, whole (its
+    messages often put the cause on a later line), squeezed onto one line."""
+    found = _UNKNOWN_LAYER.search(str(error))
+    if found:
+        return ModelError(
+            f"{path} uses the custom layer class {found.group(1) or found.group(2)}, whose code is not in the file: "
+            "ganport converts Keras's own layers only (README, `ganport export`, lists them)."
+        )
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return ModelError(f"Cannot load {path} {how} ({reason[:MAX_REASON]}{'...' if len(reason) > MAX_REASON else ''}).")
+
+
+def _architecture_text(path: Path) -> str:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelError(f"{path} is {size_text(path.stat().st_size)}; a Keras architecture is kilobytes. Is it one?")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def saved_keras_version(path: Path) -> str:
+    """The Keras version a model file says wrote it ("" when it does not say): HDF5's `keras_version` attribute, a
+    .keras archive's metadata.json, or an architecture .json's own field."""
+    try:
+        if path.suffix == ".json":
+            return str(json.loads(_architecture_text(path)).get("keras_version", ""))
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+        with h5py.File(path, "r") as archive:
+            version = archive.attrs.get("keras_version", b"")
+    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile, ModelError):
+        return ""
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def saved_config(path: Path) -> dict | None:
+    """The model config a file holds (HDF5's model_config, a .keras archive's config.json, an architecture .json),
+    or None when it holds none that can be read."""
+    try:
+        if path.suffix == ".json":
+            config = json.loads(_architecture_text(path))
+        elif path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+        else:
+            with h5py.File(path, "r") as archive:
+                config = json.loads(archive.attrs["model_config"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, ModelError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def declared_input_shapes(path: Path) -> list[list] | None:
+    """The input shapes (batch axis included) a model file's own config declares, or None when it declares none
+    the loader could be checked against (a subclassed model, a config without shapes)."""
+    config = saved_config(path)
+    return None if config is None else _config_input_shapes(config)
+
+
+# Arguments whose objects act only while training: a missing custom one is replaced by an inert stand-in on load.
+_TRAINING_ONLY = {"_constraint": "constraints", "_regularizer": "regularizers", "_initializer": "initializers"}
+# The most of a Keras error message a one-line refusal quotes.
+MAX_REASON = 400
+# How Keras 3 and tf_keras say that a file names a layer class they do not have.
+_UNKNOWN_LAYER = re.compile(r"Unknown layer: '([^']+)'|Could not locate class '([^']+)'")
+
+
+def _walk(config: Any, key: str = "") -> Iterator[tuple[str, dict]]:
+    """Every dict anywhere in a config, with the key it is under (a list's items take the list's key)."""
+    if isinstance(config, dict):
+        if key:
+            yield key, config
+        for child_key, value in config.items():
+            yield from _walk(value, child_key)
+    elif isinstance(config, list):
+        for item in config:
+            yield from _walk(item, key)
+
+
+def custom_objects_for(config: dict | None, module: ModuleType, log: Callable[[str], None]) -> dict[str, Any]:
+    """Inert stand-ins for the custom constraints, regularizers and initializers a config names (a WGAN's weight
+    clip, say), which `module` (keras or tf_keras) cannot rebuild and inference never runs; each said in `log`."""
+    if config is None:
+        return {}
+    stand_ins: dict[str, Any] = {}
+    for key, value in _walk(config):
+        kind = next((kind for suffix, kind in _TRAINING_ONLY.items() if key.endswith(suffix)), None)
+        name = value.get("class_name")
+        if kind is None or not isinstance(name, str) or name in stand_ins or _known(module, kind, value):
+            continue
+        for alias in {name, value.get("registered_name") or name}:
+            stand_ins[alias] = _inert(module, kind)
+        log(f"dropped on load: {kind[:-1]} {name} ({key}); it acts only while training, so the outputs are the same")
+    return stand_ins
+
+
+def _known(module: ModuleType, kind: str, value: dict) -> bool:
+    try:
+        rebuilt = getattr(module, kind).deserialize(value)
+    except Exception:  # Keras raises ValueError or TypeError for classes it does not know
+        return False
+    return isinstance(rebuilt, _base(module, kind))  # tf_keras hands back the bare name of a class it lacks
+
+
+def _base(module: ModuleType, kind: str) -> type:
+    return {"constraints": module.constraints.Constraint, "regularizers": module.regularizers.Regularizer}.get(
+        kind, module.initializers.Initializer
+    )
+
+
+def _inert(module: ModuleType, kind: str) -> type:
+    """A stand-in class for a custom object of `kind` that takes any config and does nothing."""
+
+    class Inert(_base(module, kind)):  # type: ignore[misc, valid-type]
+        def __init__(self, **config: Any) -> None:
+            self.config = config
+
+        def __call__(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+            if kind == "constraints":
+                return value
+            if kind == "regularizers":
+                return 0.0
+            return tf.zeros(value, dtype=kwargs.get("dtype") or (args[0] if args else None) or tf.float32)
+
+        def get_config(self) -> dict:
+            return self.config
+
+    return Inert
+
+
+def _config_input_shapes(config: dict) -> list[list] | None:
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else inner
+    if not isinstance(layers, list) or not layers:
+        return None
+    if config.get("class_name") == "Sequential":
+        first = layers[0].get("config", {})
+        shape = first.get("batch_input_shape") or first.get("batch_shape")
+        return [list(shape)] if shape else None
+    by_name = {layer.get("config", {}).get("name"): layer for layer in layers}
+    shapes = []
+    for entry in inner.get("input_layers", []):
+        name = entry[0] if isinstance(entry, list) else entry
+        layer_config = by_name.get(name, {}).get("config", {})
+        shape = layer_config.get("batch_input_shape") or layer_config.get("batch_shape")
+        if not shape:
+            return None
+        shapes.append(list(shape))
+    return shapes or None
+
+
+def _require_declared_inputs(path: Path, model: Any) -> None:
+    """Refuse a model whose inputs do not have the shapes its file declares (a loader that misread the file)."""
+    declared = declared_input_shapes(path)
+    loaded = [list(tensor.shape) for tensor in model.inputs]
+    if declared is None or len(declared) != len(loaded):
+        return
+    for want, got in zip(declared, loaded, strict=True):
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want[1:], got[1:], strict=True)):
+            reader = f"Keras {keras.__version__}" if isinstance(model, keras.Model) else "tf_keras"
+            raise ModelError(
+                f"{path} declares inputs {declared}, but {reader} read {loaded}; the file may be damaged, or written "
+                "by a Keras that neither Keras 3 nor tf_keras reads as written."
+            )
 
 
 def _with_flattened_outputs_reshaped(path: Path, model: Any) -> Any:
@@ -95,20 +338,19 @@ def tf_keras() -> ModuleType:
     return module
 
 
-def load_keras2(path: Path) -> Any:
+def load_keras2(path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent) -> Any:
+    """A Keras 2 model file, or an architecture .json and its `weights`, read by tf_keras."""
+    custom = custom_objects_for(saved_config(path), tf_keras(), log)
     try:
-        return tf_keras().models.load_model(path, compile=False)
+        if weights is None:
+            return tf_keras().models.load_model(path, compile=False, custom_objects=custom)
+        model = tf_keras().models.model_from_json(_architecture_text(path), custom_objects=custom)
+        model.load_weights(weights)
+        return model
+    except ModelError:
+        raise
     except Exception as error:  # tf_keras raises many types for unreadable files
-        raise ModelError(f"Cannot load {path} with tf_keras ({error}).") from error
-
-
-def _saved_by_keras2(path: Path) -> bool:
-    try:
-        with h5py.File(path, "r") as archive:
-            version = archive.attrs.get("keras_version", b"")
-    except OSError:
-        return False
-    return (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
+        raise _load_failure(path, error, "with tf_keras") from error
 
 
 def shapes(model: Any) -> tuple[list[list], list[list]]:

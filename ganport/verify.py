@@ -24,7 +24,7 @@ import numpy as np
 
 from ganport.contract import LABEL_INPUT, describe, role_from_shapes, role_named_by
 from ganport.errors import GanportError
-from ganport.export.to_h5 import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
+from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
 from ganport.parity import ATOL, Accumulation, Comparison, compare_outputs, describe_provenance, scale
 from ganport.run import RunFolder
 
@@ -144,7 +144,7 @@ def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path 
     """The folder of exports to check and, for a run, the run folder holding the live Keras models."""
     if RunFolder(source).is_run():
         folder = source / "export"
-        needed = {"onnx": folder / "generator.onnx", "h5": folder / f"generator{TEST_VECTORS_SUFFIX}"}
+        needed = {"onnx": folder / "generator.onnx", "h5": folder / "generator.h5"}
         for fmt, path in needed.items():
             if not path.is_file():
                 from ganport.export import export
@@ -173,7 +173,7 @@ def verify(
     folder, run_folder = export_folder(Path(source), log)
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
     if not vector_files:
-        raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format h5` first.")
+        raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format onnx` or `h5` first.")
     jvm_results: dict[str, dict[str, dict]] = {runtime: {} for runtime in JVM_RUNTIMES}
     for runtime, suffix in JVM_RUNTIMES.items() if jvm else ():
         stems = [vectors.name.removesuffix(TEST_VECTORS_SUFFIX) for vectors in vector_files]

@@ -206,3 +206,161 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
     assert not check("generator", layers(6e-4, 50.0))[1].passed
     # Layers within [-1, 1] keep the tolerance itself (java-check reports their scale as 1).
     assert not check("generator", layers(2e-5, 1.0))[1].passed
+
+
+@pytest.mark.parametrize("version", ["2.3.1", None])
+def test_an_old_sequential_without_input_layer_is_read_as_written(tmp_path, version):
+    """tf.keras 2.3 put `batch_input_shape` on the first Dense, with no InputLayer: Keras 3 loads that file silently
+    with an extra axis ([None, None, 100]); ganport reads it with tf_keras, by the file's `keras_version` or, where
+    the file does not say, because Keras 3's inputs differ from the shapes the file declares."""
+    import tf_keras
+
+    from ganport.loading import load_model_file
+
+    layers = tf_keras.layers
+    model = tf_keras.Sequential(
+        [
+            layers.Dense(32, input_shape=(100,)),
+            layers.LeakyReLU(0.2),
+            layers.Dense(784, "tanh"),
+            layers.Reshape((28, 28, 1)),
+        ]
+    )
+    path = tmp_path / "old_generator.h5"
+    model.save(path)
+    with h5py.File(path, "a") as archive:  # the file as tf.keras 2.3 wrote it
+        config = json.loads(archive.attrs["model_config"])
+        written = config["config"]["layers"]
+        if written[0]["class_name"] == "InputLayer":
+            written[1]["config"]["batch_input_shape"] = written.pop(0)["config"]["batch_input_shape"]
+        archive.attrs["model_config"] = json.dumps(config).encode()
+        if version is None:
+            del archive.attrs["keras_version"]
+        else:
+            archive.attrs["keras_version"] = version.encode()
+    assert list(keras.saving.load_model(path, compile=False).inputs[0].shape) == [None, None, 100]
+    assert list(load_model_file(path).inputs[0].shape) == [None, 100]
+    (exported,) = export(path, "onnx", tmp_path, log=lambda line: None)
+    assert exported.comparison.passed and exported.role == "generator"
+
+
+def test_keras_gan_saved_model_json_and_weights(tmp_path):
+    """Keras-GAN's save_model(): saved_model/NAME.json (model.to_json(), standalone Keras 2.2.4, class "Model") and
+    saved_model/NAME_weights.hdf5 (save_weights). The .json finds its weights beside it, or takes --weights."""
+    import tf_keras
+    from typer.testing import CliRunner
+
+    from conftest import assert_one_line_error
+    from ganport.cli import app
+    from ganport.compatibility import inspect_model
+    from ganport.loading import load_model_file
+
+    layers = tf_keras.layers
+    noise = tf_keras.Input((100,))
+    hidden = layers.BatchNormalization(momentum=0.8)(layers.LeakyReLU(0.2)(layers.Dense(64)(noise)))
+    model = tf_keras.Model(noise, layers.Reshape((28, 28, 1))(layers.Dense(784, activation="tanh")(hidden)))
+    rng = np.random.default_rng(0)
+    model.set_weights(
+        [rng.uniform(0.5, 1.5, w.shape) if w.ndim == 1 else rng.normal(0, 0.1, w.shape) for w in model.get_weights()]
+    )
+    folder = tmp_path / "saved_model"
+    folder.mkdir()
+    architecture = json.loads(model.to_json())
+    architecture.update(class_name="Model", keras_version="2.2.4", backend="tensorflow")
+    (folder / "generator.json").write_text(json.dumps(architecture))
+    model.save_weights(folder / "generator_weights.hdf5")
+
+    report = inspect_model(folder / "generator.json")
+    assert report.role == "generator" and report.writable(["onnx", "h5"]), report.verdicts
+    for fmt in ("onnx", "h5"):
+        (exported,) = export(folder / "generator.json", fmt, tmp_path / "out", log=lambda line: None)
+        assert exported.comparison.passed and exported.path.stem == "generator"
+    probe = rng.standard_normal((4, 100)).astype(np.float32)
+    reloaded = load_model_file(folder / "generator.json")
+    np.testing.assert_allclose(reloaded(probe, training=False), model(probe, training=False), atol=1e-6)
+
+    runner = CliRunner()
+    weights_only = runner.invoke(app, ["inspect", str(folder / "generator_weights.hdf5")])
+    assert_one_line_error(weights_only, "holds weights only", "--weights", exit_code=2)
+    moved = tmp_path / "elsewhere.hdf5"
+    (folder / "generator_weights.hdf5").rename(moved)
+    assert_one_line_error(
+        runner.invoke(app, ["inspect", str(folder / "generator.json")]), "pass its weights with --weights", exit_code=2
+    )
+    result = runner.invoke(
+        app, ["export", str(folder / "generator.json"), "--weights", str(moved), "--out", str(tmp_path / "again")]
+    )
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("way", ["tf_keras h5", "keras3 .keras"])
+def test_custom_training_only_objects_are_dropped_and_custom_layers_named(tmp_path, way):
+    """A WGAN critic with a custom weight clip and regularizer loads with inert stand-ins (said in one line each) and
+    exports with parity; a custom layer, which computes the outputs, is refused by its class name."""
+    import tf_keras
+    from typer.testing import CliRunner
+
+    from conftest import assert_one_line_error
+    from ganport.cli import app
+
+    module = tf_keras if way.startswith("tf_keras") else keras
+    suffix = ".h5" if way.startswith("tf_keras") else ".keras"
+
+    class CenterAround(module.constraints.Constraint):
+        def __init__(self, ref_value=0.01):
+            self.ref_value = ref_value
+
+        def __call__(self, weights):
+            return module.ops.clip(weights, -self.ref_value, self.ref_value) if module is keras else weights
+
+        def get_config(self):
+            return {"ref_value": self.ref_value}
+
+    class Tiny(module.regularizers.Regularizer):
+        def __call__(self, weights):
+            return 0.0
+
+        def get_config(self):
+            return {}
+
+    class Doubler(module.layers.Layer):
+        def call(self, inputs):
+            return inputs * 2
+
+    layers = module.layers
+    image = module.Input((28, 28, 1))
+    hidden = layers.Dense(32, kernel_constraint=CenterAround(0.01), kernel_regularizer=Tiny())(layers.Flatten()(image))
+    critic = module.Model(image, layers.Dense(1)(layers.LeakyReLU(0.2)(hidden)))
+    critic.save(tmp_path / f"critic{suffix}")
+    noise = module.Input((100,))
+    generator = module.Model(noise, layers.Reshape((28, 28, 1))(Doubler()(layers.Dense(784, activation="tanh")(noise))))
+    generator.save(tmp_path / f"generator{suffix}")
+
+    notes: list[str] = []
+    for fmt in ("onnx", "h5"):
+        (exported,) = export(tmp_path / f"critic{suffix}", fmt, tmp_path / "out", log=notes.append)
+        assert exported.comparison.passed
+    assert any(line.startswith("dropped on load: constraint CenterAround (kernel_constraint)") for line in notes), notes
+    assert any(line.startswith("dropped on load: regularizer Tiny (kernel_regularizer)") for line in notes), notes
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path / f"generator{suffix}")])
+    assert_one_line_error(result, "uses the custom layer class Doubler")
+
+
+def test_an_onnx_only_export_folder_is_verifiable(short_run, tmp_path):
+    """The onnx format writes its test vectors too (the same inputs and Keras predictions an h5 export stores, without
+    the activations), so `verify` works on a folder of ONNX files alone; a later h5 export adds the activations, and
+    an ONNX export into its folder keeps them."""
+    from ganport.verify import verify
+
+    onnx_only = tmp_path / "onnx-only"
+    exported = export(short_run, "onnx", onnx_only, log=lambda line: None)
+    assert [item.test_vectors.name for item in exported] == ["generator_inputs_and_outputs.h5"]
+    comparisons = verify(onnx_only, jvm=False, log=lambda line: None)
+    assert [(c.model, c.backend, c.passed) for c in comparisons] == [("generator", "onnxruntime", True)]
+    both = tmp_path / "both"
+    export(short_run, "h5", both, log=lambda line: None)
+    before = (both / "generator_inputs_and_outputs.h5").read_bytes()
+    export(short_run, "onnx", both, log=lambda line: None)
+    assert (both / "generator_inputs_and_outputs.h5").read_bytes() == before  # activations kept
+    with h5py.File(both / "generator_inputs_and_outputs.h5") as vectors:
+        assert "activations" in vectors

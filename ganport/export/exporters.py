@@ -41,8 +41,10 @@ def export(
     out: str | Path | None = None,
     log: Callable[[str], None] = print,
     options: ExportOptions | None = None,
+    weights: str | Path | None = None,
 ) -> list[ExportedFile]:
-    """Export every model in `source` to `fmt`, validating each against the Keras model."""
+    """Export every model in `source` to `fmt`, validating each against the Keras model; `weights`: the weights file
+    of an architecture .json source, when it is not beside it."""
     options = options or ExportOptions()
     if fmt not in FORMATS:
         raise UsageError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
@@ -72,8 +74,10 @@ def export(
     )
     onnx_files = onnx_sources(source_path)
     if onnx_files:
+        if weights is not None:
+            raise UsageError(f"--weights goes with an architecture .json; {onnx_files[0]} is ONNX. Drop --weights.")
         return _export_onnx_files(onnx_files, fmt, out_path, options, log)
-    sources = load_sources(source)
+    sources = load_sources(source, None if weights is None else Path(weights), log)
     if len(sources) > 1:
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
     single = len(sources) == 1

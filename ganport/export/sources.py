@@ -6,6 +6,7 @@ conditional model's class input, and `image` / `validity` (+ `class_probabilitie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -26,7 +27,7 @@ from ganport.contract import (
     describe,
     role_from_shapes,
 )
-from ganport.errors import ModelError
+from ganport.errors import ModelError, UsageError
 from ganport.export.graph import Graph, InputSpec, build, read_graph
 from ganport.loading import load_as, load_model_file, predict_all
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
@@ -109,10 +110,15 @@ def source_model(model: Any, stem: str, origin: Path, iterations: int | None = N
     return SourceModel(role, model, graph.renamed(names), output_names, stem, origin, iterations)
 
 
-def load_sources(source: str | Path) -> list[SourceModel]:
-    """A run folder gives its generator and discriminator, each checked for its role; a model file gives itself."""
+def load_sources(
+    source: str | Path, weights: Path | None = None, log: Callable[[str], None] | None = None
+) -> list[SourceModel]:
+    """A run folder gives its generator and discriminator, each checked for its role; a model file gives itself (an
+    architecture .json with `weights`, or with the weights file found beside it)."""
     path = Path(source)
     if path.is_dir():
+        if weights is not None:
+            raise UsageError(f"--weights goes with an architecture .json; {path} is a run folder. Drop --weights.")
         run = RunFolder(path)
         if not run.generator.is_file():
             raise ModelError(
@@ -124,7 +130,7 @@ def load_sources(source: str | Path) -> list[SourceModel]:
             source_model(load_as(file, role), file.stem, file, iterations)
             for file, role in ((run.generator, GENERATOR), (run.discriminator, DISCRIMINATOR))
         ]
-    return [source_model(load_model_file(path), path.stem, path)]
+    return [source_model(load_model_file(path, weights, log), path.stem, path)]
 
 
 def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:

@@ -11,12 +11,10 @@ Written bytes are then read back and checked before the file is renamed into pla
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,24 +27,21 @@ from ganport.export.graph import Graph, InputSpec, build
 from ganport.export.job import ExportedFile, Job
 from ganport.export.layers import LayerSpec, converter
 from ganport.export.sources import SourceModel
+from ganport.export.vectors import (
+    ACTIVATIONS,
+    PARITY,
+    PROVENANCE,
+    TEST_VECTORS_SUFFIX,
+    WEIGHTS,
+    hdf5_bytes,
+    parity_record,
+    save_test_vectors,
+    vector_arrays,
+    weight_digests,
+)
 from ganport.files import atomic_path
 from ganport.loading import FLATTENED_OUTPUTS, framework_versions, load_keras2, predict_all, tf_keras
-from ganport.parity import ATOL, provenance
-
-# DL4J's end-to-end test convention (KerasModelEndToEndTest): root attributes name the inputs and outputs; groups
-# hold the input arrays, the predictions and, per layer, the activations.
-INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
-TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
-# ganport's own root attributes, JSON: the parity rule's inputs (java-check reads its tolerance), where the
-# predictions were computed, and a digest of every weight of the model file as written.
-PARITY, PROVENANCE, WEIGHTS = "parity", "provenance", "weights_sha256"
-
-
-def _hdf5_bytes(fill: Callable[[h5py.File], None]) -> bytes:
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as archive:
-        fill(archive)
-    return buffer.getvalue()
+from ganport.parity import provenance
 
 
 def _inputs_first(config: dict) -> dict:
@@ -84,7 +79,7 @@ def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | 
         if flattened:
             archive.attrs[FLATTENED_OUTPUTS] = np.bytes_(json.dumps(flattened))
 
-    path.write_bytes(_hdf5_bytes(fill))
+    path.write_bytes(hdf5_bytes(fill))
     return path
 
 
@@ -187,66 +182,10 @@ def test_vector_arrays(
     layers = [layer for layer in model_keras2.layers if type(layer).__name__ != "InputLayer"]
     probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in layers])
     activations = predict_all(probe, list(inputs.values()))
-    arrays = {f"{INPUTS}/{name}": array for name, array in inputs.items()}
-    arrays.update({f"{PREDICTIONS}/{name}": array for name, array in zip(item.output_names, predictions, strict=True)})
+    arrays = vector_arrays(inputs, item.output_names, predictions)
     for layer, activation in zip(layers, activations, strict=True):
-        arrays[f"{ACTIVATIONS}/{layer.name}"] = activation
-    return {name: np.asarray(array, np.float32) for name, array in arrays.items()}
-
-
-def weight_digests(model_file: Path) -> dict[str, str]:
-    """SHA-256 of every weight array in a Keras HDF5 file, by its path under model_weights: a weight changed by as
-    little as one ulp changes its digest, where it would move the outputs by far less than rounding does."""
-    digests: dict[str, str] = {}
-    with h5py.File(model_file, "r") as archive:
-        archive["model_weights"].visititems(
-            lambda name, item: (
-                digests.__setitem__(name, hashlib.sha256(item[()].tobytes()).hexdigest())
-                if isinstance(item, h5py.Dataset)
-                else None
-            )
-        )
-    return digests
-
-
-def parity_record(job: Job) -> dict[str, Any]:
-    """The parity rule's inputs for this model, and the bound per unit of output scale they give."""
-    accumulation = job.item.graph.accumulation()
-    return {
-        "atol": ATOL,
-        "summing_layers": accumulation.layers,
-        "longest_sum": accumulation.longest,
-        "tolerance": job.tolerance,
-    }
-
-
-def save_test_vectors(
-    path: Path,
-    arrays: dict[str, np.ndarray],
-    input_names: list[str],
-    output_names: list[str],
-    records: dict[str, dict[str, Any]] | None = None,
-) -> Path:
-    """Write the arrays in DL4J's convention, and ganport's `records` as JSON attributes, then read them back: a file
-    that differs is never kept."""
-
-    def fill(archive: h5py.File) -> None:
-        # Fixed-length byte strings, as Keras 2 writes model_config: DL4J's Hdf5Archive reads those.
-        archive.attrs[INPUTS] = np.bytes_(json.dumps({INPUTS: input_names}))
-        archive.attrs[OUTPUTS] = np.bytes_(json.dumps({OUTPUTS: output_names}))
-        for name, record in (records or {}).items():
-            archive.attrs[name] = np.bytes_(json.dumps(record))
-        for name, array in arrays.items():
-            # Per-layer activations of a convolutional model run to tens of MB; shuffle + deflate (HDF5's built-in
-            # filters, which DL4J's HDF5 library reads) halve them.
-            archive.create_dataset(name, data=array, compression="gzip", shuffle=True)
-
-    path.write_bytes(_hdf5_bytes(fill))
-    with h5py.File(path, "r") as archive:
-        damaged = [name for name, array in arrays.items() if not np.array_equal(archive[name][()], array)]
-    if damaged:
-        raise OutputError(f"cannot write {path}: {', '.join(damaged)} did not read back as written.")
-    return path
+        arrays[f"{ACTIVATIONS}/{layer.name}"] = np.asarray(activation, np.float32)
+    return arrays
 
 
 def write(job: Job) -> ExportedFile:

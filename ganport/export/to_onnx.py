@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,18 @@ from ganport.export.job import ExportedFile, Job
 from ganport.export.precision import PRECISIONS
 from ganport.export.quality import quality_gate
 from ganport.export.sources import SourceModel, export_metadata
+from ganport.export.vectors import (
+    PARITY,
+    PROVENANCE,
+    TEST_VECTORS_SUFFIX,
+    holds,
+    parity_record,
+    save_test_vectors,
+    vector_arrays,
+)
 from ganport.files import atomic_path
-from ganport.loading import call
+from ganport.loading import call, framework_versions
+from ganport.parity import provenance
 
 OPSET = 17
 BATCH_AXIS = "batch"
@@ -132,6 +143,23 @@ def run_all(path: Path, inputs: dict[str, np.ndarray], outputs: list[str] | None
 
 
 def write(job: Job) -> ExportedFile:
+    """The "onnx" format: the model file and, in fp32, its test vectors beside it (the Keras predictions on the fixed
+    inputs), so that a folder of ONNX exports can be verified on its own. Vectors that an h5 export wrote for the same
+    inputs and predictions (with every layer's activations, for DL4J) are kept as they are."""
+    exported = write_model(job)
+    if PRECISIONS[job.options.precision].reduced:  # judged by sample quality, not by parity with fp32 Keras
+        return exported
+    item = job.item
+    path = job.target.with_name(job.target.stem + TEST_VECTORS_SUFFIX)
+    arrays = vector_arrays(job.inputs, item.output_names, job.reference)
+    if not holds(path, arrays):
+        records = {PARITY: parity_record(job), PROVENANCE: provenance(framework_versions())}
+        with atomic_path(path) as temporary:
+            save_test_vectors(temporary, arrays, item.input_names, list(item.output_names), records)
+    return replace(exported, test_vectors=path)
+
+
+def write_model(job: Job) -> ExportedFile:
     """Convert (BatchNorm folded unless asked not to), apply the precision, save, run on onnxruntime, compare."""
     item, options = job.item, job.options
     graph = fold_batch_norm(item.graph) if options.fold_batch_norm else item.graph

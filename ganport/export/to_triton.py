@@ -39,7 +39,7 @@ def write(job: Job) -> ExportedFile:
     """Write the model's version and configuration under temporary names, validate the ONNX file and the
     configuration, then rename them into the model folder."""
     with _model_folder(job.target, job.options) as folder:
-        onnx_file = to_onnx.write(replace(job, target=folder / MODEL_VERSION / MODEL_FILE))
+        onnx_file = to_onnx.write_model(replace(job, target=folder / MODEL_VERSION / MODEL_FILE))
         inputs, outputs = onnx_tensors(onnx_file.path)
         config = triton_config(job.target.name, inputs, outputs, gpu=job.options.gpu)
         text = text_format.MessageToString(json_format.ParseDict(config, model_config_pb2.ModelConfig()))
