@@ -6,10 +6,8 @@ import contextlib
 import functools
 import math
 import os
-import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,7 @@ from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
 from ganport.extras import extra_providing
 from ganport.files import describe_os_error
 from ganport.models import ARCHITECTURES
+from ganport.native_logs import filtered_native_stderr, import_tensorflow_quietly
 from ganport.parity import ATOL
 from ganport.run import TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
@@ -72,32 +71,6 @@ def _global_options(
 
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) buries ganport's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-# Native start-up notes TensorFlow writes straight to file descriptor 2, whatever TF_CPP_MIN_LOG_LEVEL says.
-_TENSORFLOW_NOISE = re.compile(
-    r"absl::InitializeLog|cudart_stub|cuda_platform|cuda_executor|cuInit|oneDNN custom|"
-    r"rebuild TensorFlow with the appropriate|This TensorFlow binary is optimized"
-)
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter filtered out of stderr; other lines pass through."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # the first device query probes CUDA and logs cuInit errors
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines(keepends=True):
-                if not _TENSORFLOW_NOISE.search(line):
-                    sys.stderr.write(line)
 
 
 # Usage mistakes exit 2, like a misspelt flag; failures exit 1.
@@ -265,11 +238,12 @@ def train(
         import_tensorflow_quietly()
         from ganport import train as training
 
-        result = (
-            training.resume(out, iterations, console=console)
-            if config is None
-            else training.train(config, out, console=console)
-        )
+        with filtered_native_stderr():  # grappler's C++ messages about fusions it skips are not the user's problem
+            result = (
+                training.resume(out, iterations, console=console)
+                if config is None
+                else training.train(config, out, console=console)
+            )
         console.print(f"run folder: {result.run_dir} (iteration {result.iteration}, {result.seconds:.0f} s)")
         if result.exit_code:
             raise typer.Exit(result.exit_code)

@@ -1,8 +1,10 @@
-"""What a model must be to play a role, checked the same way by sample, eval, export, verify and serve.
+"""What role a model plays, read from its shapes and checked the same way by sample, eval, export, verify and serve.
 
-A generator maps float noise [batch, latent] (and, if conditional, integer class labels [batch, 1]) to images
-[batch, height, width, 1] in [-1, 1] (tanh); a discriminator maps such images to one validity score [batch, 1].
-numpy only: the ONNX path (no TensorFlow) uses it too.
+Roles describe; they do not gate. A generator maps float noise [batch, latent] (and, if conditional, integer class
+labels [batch, 1]) to images [batch, height, width, channels] in [-1, 1] (tanh); a discriminator maps images to
+scores [batch, k] (a validity, or classes); an image-to-image model maps images to images (super-resolution,
+translation); any other model (tabular, several inputs) is a model. The first two get ganport's tensor names (z,
+label, image, validity); the others keep their own. numpy only: the ONNX path (no TensorFlow) uses it too.
 """
 
 from __future__ import annotations
@@ -32,24 +34,33 @@ class Role:
     summary: str
 
 
-GENERATOR = Role("generator", "z", "image", "noise [batch, latent] -> images [batch, height, width, 1]")
-DISCRIMINATOR = Role("discriminator", "image", "validity", "images [batch, height, width(, 1)] -> validity [batch, 1]")
-ROLES = (GENERATOR, DISCRIMINATOR)
+GENERATOR = Role("generator", "z", "image", "noise [batch, latent] -> images [batch, height, width, channels]")
+DISCRIMINATOR = Role(
+    "discriminator", "image", "validity", "images [batch, height, width(, channels)] -> scores [batch, k]"
+)
+# Roles whose tensors keep the model's own names (input_name and output_name are empty).
+IMAGE_TO_IMAGE = Role("image-to-image", "", "", "images [batch, height, width, channels] -> images")
+MODEL = Role("model", "", "", "any tensors with a batch axis first")
+ROLES = (GENERATOR, DISCRIMINATOR)  # the roles a file name can claim (generator.h5, discriminator_int8.onnx)
 # A conditional model's class input (integer, [batch, 1]) and an auxiliary classifier's second output (ACGAN).
 LABEL_INPUT = "label"
 # The classes of MNIST and Fashion-MNIST: what conditional models embed and ganport's classifier tells apart, and
 # what a conditional ONNX generator without a `classes` entry in its metadata is taken to know.
 CLASSES = 10
 CLASS_OUTPUT = "class_probabilities"
+# A critic's single k-way output (k > 1: logits or probabilities, no validity).
+SCORES_OUTPUT = "scores"
 
 
-def role_from_shapes(input_shape: Sequence, output_shape: Sequence) -> Role | None:
-    """The role whose contract these shapes (batch axis included) fit, or None."""
+def role_from_shapes(input_shape: Sequence, output_shape: Sequence) -> Role:
+    """The role these shapes (batch axis included) of a model's main input and first output describe."""
     if len(input_shape) == 2 and _is_image_shape(output_shape):
         return GENERATOR
-    if len(input_shape) in (3, 4) and tuple(output_shape[1:]) == (1,):
+    if _is_image_shape(input_shape) and len(output_shape) == 2:
         return DISCRIMINATOR
-    return None
+    if len(input_shape) == 4 and len(output_shape) == 4:
+        return IMAGE_TO_IMAGE
+    return MODEL
 
 
 def role_named_by(stem: str) -> Role | None:
@@ -58,7 +69,8 @@ def role_named_by(stem: str) -> Role | None:
 
 
 def _is_image_shape(shape: Sequence) -> bool:
-    return (len(shape) == 4 and shape[-1] == 1) or len(shape) == 3
+    """[batch, height, width, channels] or [batch, height, width]."""
+    return len(shape) in (3, 4)
 
 
 def describe(input_shape: Sequence, output_shape: Sequence) -> str:
@@ -74,7 +86,9 @@ def require_role(source: str, role: Role, input_shape: Sequence, output_shape: S
     found = role_from_shapes(input_shape, output_shape)
     if found is role:
         return
-    what = f"a {found.name}" if found is not None else "neither a generator nor a discriminator"
+    what = {IMAGE_TO_IMAGE: "an image-to-image model", MODEL: "neither a generator nor a discriminator"}.get(
+        found, f"a {found.name}"
+    )
     raise ModelError(
         f"{source} maps {describe(input_shape, output_shape)}, so it is {what}; "
         f"a {role.name} maps {role.summary}. Pass a {role.name}."

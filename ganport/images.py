@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ganport.errors import UsageError
 from ganport.files import atomic_path
 
 
@@ -22,14 +23,26 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((np.asarray(images, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+# Channels a picture can show: gray, RGB, RGBA.
+PICTURE_CHANNELS = (1, 3, 4)
+
+
 def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile uint8 images [N, H, W] (or [N, H, W, 1]) into one uint8 picture, `columns` wide (square by default)."""
+    """Tile uint8 images [N, H, W] or [N, H, W, C] (C 1, 3 or 4: gray, RGB, RGBA) into one uint8 picture, `columns`
+    wide (square by default): [rows, cols] for gray, [rows, cols, C] in colour."""
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    count, height, width = images.shape
+    if images.ndim == 4 and images.shape[-1] not in PICTURE_CHANNELS:
+        raise UsageError(
+            f"images of {images.shape[-1]} channels cannot be drawn as a picture (gray, RGB or RGBA only); "
+            "write .npy instead."
+        )
+    count, height, width = images.shape[:3]
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    canvas = np.zeros((rows * (height + padding) + padding, columns * (width + padding) + padding), np.uint8)
+    canvas = np.zeros(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, *images.shape[3:]), np.uint8
+    )
     for index, image in enumerate(images):
         top = padding + (index // columns) * (height + padding)
         left = padding + (index % columns) * (width + padding)
@@ -38,8 +51,8 @@ def grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np
 
 
 def grid_png(images: np.ndarray, columns: int | None = None, scale: int = 2) -> bytes:
-    """uint8 images [N, H, W(, 1)] as the bytes of one PNG grid, enlarged `scale` times with nearest-neighbour
-    pixels."""
+    """uint8 images [N, H, W(, C)] as the bytes of one PNG grid (in colour for RGB), enlarged `scale` times with
+    nearest-neighbour pixels."""
     picture = Image.fromarray(grid(images, columns))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     encoded = io.BytesIO()
@@ -48,7 +61,7 @@ def grid_png(images: np.ndarray, columns: int | None = None, scale: int = 2) -> 
 
 
 def save_grid(images: np.ndarray, path: str | Path, columns: int | None = None, scale: int = 2) -> Path:
-    """Write uint8 images [N, H, W(, 1)] as one PNG grid (grid_png)."""
+    """Write uint8 images [N, H, W(, C)] as one PNG grid (grid_png)."""
     path = Path(path)
     png = grid_png(images, columns, scale)
     with atomic_path(path) as temporary:

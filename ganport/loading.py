@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ganport.contract import KERAS_SUFFIXES, Role, require_role, role_from_shapes
+from ganport.contract import KERAS_SUFFIXES, Role, require_role
 from ganport.errors import ModelError, UsageError
 from ganport.files import file_problem, size_text
 
@@ -356,17 +356,6 @@ def load_keras2(path: Path, weights: Path | None = None, log: Callable[[str], No
 def shapes(model: Any) -> tuple[list[list], list[list]]:
     """Every input's and every output's shape, batch axis included (as None)."""
     return [list(tensor.shape) for tensor in model.inputs], [list(tensor.shape) for tensor in model.outputs]
-
-
-def role_of(model: Any) -> Role:
-    input_shape, output_shape = (found[0] for found in shapes(model))
-    role = role_from_shapes(input_shape, output_shape)
-    if role is None:
-        raise ModelError(
-            f"Model {model.name!r} maps {input_shape} to {output_shape}; "
-            "expected a generator [batch, latent] -> image or a discriminator image -> [batch, 1]."
-        )
-    return role
 
 
 def load_as(path: Path, role: Role) -> Any:

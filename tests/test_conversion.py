@@ -4,6 +4,7 @@ tf_keras way, with parity, named ONNX ends, DL4J-ready configs, BatchNorm foldin
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import subprocess
@@ -137,7 +138,7 @@ def test_test_vectors_hold_every_input_and_output_by_name(conversions):
 def test_inspect_says_every_format_can_be_written(conversions, name):
     report = inspect_model(conversions[name, "lecture"]["source"])
     assert report.writable(["onnx", "h5", "keras"]), report.verdicts
-    assert report.role in ("generator", "discriminator")
+    assert report.role in ("generator", "discriminator", "image-to-image", "model")
     assert all(not layer.supported and not layer.dl4j_problem for layer in report.layers)
 
 
@@ -252,3 +253,49 @@ def test_a_layer_dl4j_would_misread_blocks_h5_only(unconvertible, tmp_path):
     assert list(tmp_path.iterdir()) == []
     result = CliRunner().invoke(app, ["inspect", str(unconvertible["gelu"]), "--format", "onnx"])
     assert result.exit_code == 0, result.output
+
+
+def test_roles_describe_rgb_image_to_image_tabular_and_k_way_models(conversions, tmp_path):
+    """Roles describe, they do not gate: an RGB generator samples a colour grid, and is served with its sample.png in
+    colour; an image-to-image model and a tabular one keep their own tensor names and are served; a k-way critic's
+    output is `scores`."""
+    import onnxruntime
+    from PIL import Image
+    from serving import call, post_json, running_server
+
+    names = {
+        name: (
+            [item.name for item in onnx.load(conversions[name, "keras3"]["onnx"].path).graph.input],
+            [item.name for item in onnx.load(conversions[name, "keras3"]["onnx"].path).graph.output],
+        )
+        for name in ("rgb_generator", "image_to_image", "tabular_generator", "multiclass_critic")
+    }
+    assert names == {
+        "rgb_generator": (["z"], ["image"]),
+        "image_to_image": (["low_resolution"], ["high_resolution"]),
+        "tabular_generator": (["latent", "condition"], ["features"]),
+        "multiclass_critic": (["image"], ["scores"]),
+    }
+    rgb = conversions["rgb_generator", "keras3"]["onnx"].path
+    result = CliRunner().invoke(app, ["sample", str(rgb), "-n", "9", "--out", str(tmp_path / "rgb.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "rgb.png").mode == "RGB"
+
+    upscaler = conversions["image_to_image", "keras3"]["onnx"].path
+    low = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(str(upscaler), providers=["CPUExecutionProvider"]).run(
+        None, {"low_resolution": low}
+    )[0]
+    with running_server(upscaler, rgb) as server:
+        body = {
+            "inputs": [
+                {"name": "low_resolution", "datatype": "FP32", "shape": [2, 16, 16, 3], "data": low.ravel().tolist()}
+            ]
+        }
+        status, answer = post_json(f"{server.url}/v2/models/image_to_image/infer", body)
+        assert status == 200, answer
+        (output,) = answer["outputs"]
+        assert output["name"] == "high_resolution" and output["shape"] == [2, 32, 32, 3]
+        np.testing.assert_allclose(np.array(output["data"], np.float32).reshape(2, 32, 32, 3), expected, atol=1e-6)
+        status, _, png = call(f"{server.url}/v2/models/rgb_generator/sample.png?n=4")
+        assert status == 200 and Image.open(io.BytesIO(png)).mode == "RGB"

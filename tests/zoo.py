@@ -81,6 +81,62 @@ def layer_tour_discriminator(module: ModuleType = keras) -> Any:
     return module.Model([image, label], k.Dense(1, activation="sigmoid")(hidden), name="layer_tour")
 
 
+def rgb_generator(module: ModuleType = keras) -> Any:
+    """A DCGAN-style colour generator: noise -> 16x16x3 (faces and CIFAR-style GANs make RGB images)."""
+    k = module.layers
+    return module.Sequential(
+        [
+            module.Input(shape=(24,), name="noise"),
+            k.Dense(4 * 4 * 16),
+            k.Reshape((4, 4, 16)),
+            k.UpSampling2D(),
+            k.Conv2D(16, 3, padding="same"),
+            k.BatchNormalization(momentum=0.8),
+            k.LeakyReLU(0.2),
+            k.UpSampling2D(),
+            k.Conv2D(3, 3, padding="same", activation="tanh"),
+        ],
+        name="rgb_generator",
+    )
+
+
+def image_to_image(module: ModuleType = keras) -> Any:
+    """A super-resolution-style generator: 16x16x3 images -> 32x32x3 (an encoder, then upsampling)."""
+    k = module.layers
+    low = module.Input(shape=(16, 16, 3), name="low_resolution")
+    x = k.LeakyReLU(0.2)(k.Conv2D(8, 3, padding="same")(low))
+    x = k.Conv2D(16, 3, strides=2, padding="same")(x)
+    x = k.BatchNormalization()(x)
+    x = k.UpSampling2D(4)(k.ReLU()(x))
+    high = k.Conv2D(3, 3, padding="same", activation="tanh", name="high_resolution")(x)
+    return module.Model(low, high, name="image_to_image")
+
+
+def tabular_generator(module: ModuleType = keras) -> Any:
+    """A conditional tabular GAN's generator: latent + an embedded class label -> 33 feature values."""
+    k = module.layers
+    latent = module.Input(shape=(16,), name="latent")
+    label = module.Input(shape=(1,), dtype="int32", name="condition")
+    joined = k.Concatenate()([latent, k.Flatten()(k.Embedding(4, 8)(label))])
+    hidden = k.LeakyReLU(0.2)(k.Dense(32)(joined))
+    return module.Model([latent, label], k.Dense(33, activation="tanh", name="features")(hidden), name="tabular_gen")
+
+
+def multiclass_critic(module: ModuleType = keras) -> Any:
+    """A critic with a linear 10-way output (logits), no validity: images -> [batch, 10]."""
+    k = module.layers
+    return module.Sequential(
+        [
+            module.Input(shape=(28, 28, 1), name="image"),
+            k.Conv2D(8, 3, strides=2, padding="same"),
+            k.LeakyReLU(0.2),
+            k.Flatten(),
+            k.Dense(10),
+        ],
+        name="multiclass_critic",
+    )
+
+
 # name -> builder(module): every model the conversion tests export, Keras 3 and the lecture's tf_keras way.
 MODELS = {
     "dcgan_generator": lambda module: build_dcgan_generator(module=module),
@@ -90,6 +146,10 @@ MODELS = {
     "transpose_generator": transpose_generator,
     "acgan_discriminator": acgan_discriminator,
     "layer_tour": layer_tour_discriminator,
+    "rgb_generator": rgb_generator,
+    "image_to_image": image_to_image,
+    "tabular_generator": tabular_generator,
+    "multiclass_critic": multiclass_critic,
 }
 
 

@@ -23,8 +23,10 @@ from ganport.contract import (
     DISCRIMINATOR,
     GENERATOR,
     LABEL_INPUT,
+    MODEL,
+    ROLES,
+    SCORES_OUTPUT,
     Role,
-    describe,
     role_from_shapes,
 )
 from ganport.errors import ModelError, UsageError
@@ -52,18 +54,20 @@ class SourceModel:
 
     @property
     def main_input(self) -> InputSpec:
-        """The noise (generator) or image (discriminator) input."""
-        return next(item for item in self.graph.inputs if item.name == self.role.input_name)
+        """The noise (generator) or image (discriminator) input: the first that is not a class label."""
+        labels = _label_inputs(self.graph)
+        return next(item for item in self.graph.inputs if item not in labels)
 
     @property
     def conditional(self) -> bool:
-        return LABEL_INPUT in self.input_names
+        return bool(_label_inputs(self.graph))
 
     @property
     def classes(self) -> int:
-        """How many labels a conditional model takes: the input size of the first Embedding reading `label`."""
+        """How many labels a conditional model takes: the input size of the first Embedding reading a label."""
+        labels = {item.name for item in _label_inputs(self.graph)}
         embedding = next(
-            (spec for spec in self.graph.layers if spec.kind == "Embedding" and LABEL_INPUT in spec.inbound), None
+            (spec for spec in self.graph.layers if spec.kind == "Embedding" and labels & set(spec.inbound)), None
         )
         return CLASSES if embedding is None else int(embedding.options["input_dim"])
 
@@ -84,29 +88,24 @@ def _label_inputs(graph: Graph) -> list[InputSpec]:
 
 
 def source_model(model: Any, stem: str, origin: Path, iterations: int | None = None) -> SourceModel:
-    """Read `model` into a graph, find its role from the shapes of its main input and first output, name its ends."""
+    """Read `model` into a graph and describe its role from the shapes of its main input and first output. A
+    generator's and a discriminator's ends get ganport's names (z, label, image, validity, class_probabilities);
+    any other model keeps its own."""
     graph = read_graph(model)
     labels = _label_inputs(graph)
     mains = [item for item in graph.inputs if item not in labels]
     output_shapes = [list(tensor.shape) for tensor in model.outputs]
-    received = ", ".join(f"{item.name} {[None, *item.shape]} {item.dtype}" for item in graph.inputs)
-    if len(mains) != 1 or len(labels) > 1:
-        raise ModelError(
-            f"Model {model.name!r} has inputs {received}; ganport exports models with one noise or image input "
-            "and at most one integer class label (read by an Embedding)."
-        )
-    (main,) = mains
-    role = role_from_shapes([None, *main.shape], output_shapes[0])
-    if role is None:
-        raise ModelError(
-            f"Model {model.name!r} maps {describe([None, *main.shape], output_shapes[0])}; expected a generator "
-            "[batch, latent] -> images or a discriminator images -> [batch, 1] (with a class label if conditional)."
-        )
+    role = MODEL
+    if len(mains) == 1 and len(labels) <= 1:
+        role = role_from_shapes([None, *mains[0].shape], output_shapes[0])
     extra = len(graph.outputs) - 1
-    if role is GENERATOR and extra:
-        raise ModelError(f"Generator {model.name!r} has {extra + 1} outputs; a generator gives images only.")
-    output_names = (role.output_name, *([CLASS_OUTPUT] if extra == 1 else [f"output_{i}" for i in range(1, extra + 1)]))
-    names = {main.name: role.input_name, **{item.name: LABEL_INPUT for item in labels}}
+    if role is GENERATOR and extra:  # images and something else: not a plain generator
+        role = MODEL
+    if role not in ROLES:
+        return SourceModel(role, model, graph, tuple(graph.outputs), stem, origin, iterations)
+    first = role.output_name if role is GENERATOR or output_shapes[0][1:] == [1] else SCORES_OUTPUT
+    output_names = (first, *([CLASS_OUTPUT] if extra == 1 else [f"output_{i}" for i in range(1, extra + 1)]))
+    names = {mains[0].name: role.input_name, **{item.name: LABEL_INPUT for item in labels}}
     return SourceModel(role, model, graph.renamed(names), output_names, stem, origin, iterations)
 
 
@@ -134,16 +133,18 @@ def load_sources(
 
 
 def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:
-    """Fixed inputs per role, by input name: seeded noise for a generator; its images (or seeded uniform pixels)
-    for a critic; labels 0, 1, 2, ... cycling through the classes for conditional models."""
+    """Fixed inputs per role, by input name: seeded noise for a generator; its images (or seeded uniform values in
+    [-1, 1]) for a critic and any other model; labels 0, 1, 2, ... cycling through the classes for conditional
+    models."""
     inputs: dict[str, dict[str, np.ndarray]] = {}
     generator = next((source for source in sources if source.role is GENERATOR), None)
     for source in sorted(sources, key=lambda item: item.role is not GENERATOR):
         arrays: dict[str, np.ndarray] = {}
+        labels = _label_inputs(source.graph)
         for item in source.graph.inputs:
-            if item.name == LABEL_INPUT:
-                labels = np.arange(REFERENCE_BATCH) % source.classes
-                arrays[item.name] = labels.reshape(-1, *item.shape).astype(item.dtype)
+            if item in labels:
+                cycled = np.arange(REFERENCE_BATCH) % source.classes
+                arrays[item.name] = cycled.reshape(-1, *item.shape).astype(item.dtype)
             elif source.role is GENERATOR:
                 arrays[item.name] = reference_noise(item.shape[-1])
             elif generator is not None:
