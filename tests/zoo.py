@@ -125,16 +125,9 @@ def tabular_generator(module: ModuleType = keras) -> Any:
 def multiclass_critic(module: ModuleType = keras) -> Any:
     """A critic with a linear 10-way output (logits), no validity: images -> [batch, 10]."""
     k = module.layers
-    return module.Sequential(
-        [
-            module.Input(shape=(28, 28, 1), name="image"),
-            k.Conv2D(8, 3, strides=2, padding="same"),
-            k.LeakyReLU(0.2),
-            k.Flatten(),
-            k.Dense(10),
-        ],
-        name="multiclass_critic",
-    )
+    image = module.Input(shape=(28, 28, 1), name="image")
+    features = k.Flatten()(k.LeakyReLU(0.2)(k.Conv2D(8, 3, strides=2, padding="same")(image)))
+    return module.Model(image, k.Dense(10)(features), name="multiclass_critic")
 
 
 # name -> builder(module): every model the conversion tests export, Keras 3 and the lecture's tf_keras way.
