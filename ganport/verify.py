@@ -204,7 +204,7 @@ def verify(
                 comparisons.append(_weights_comparison(stem, h5_file, expected.weights, origin))
             reloaded = load_keras2(h5_file)
             comparisons.append(checked("tf_keras h5", *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
-        if jvm:
+        if jvm and h5_file.is_file():
             comparisons.extend(_jvm_comparisons(stem, jvm_results["dl4j"].get(stem), tolerance, expected, origin))
             if stem in jvm_results["onnx"]:
                 comparisons.extend(_jvm_comparisons(stem, jvm_results["onnx"][stem], tolerance, expected, origin))

@@ -299,3 +299,32 @@ def test_roles_describe_rgb_image_to_image_tabular_and_k_way_models(conversions,
         np.testing.assert_allclose(np.array(output["data"], np.float32).reshape(2, 32, 32, 3), expected, atol=1e-6)
         status, _, png = call(f"{server.url}/v2/models/rgb_generator/sample.png?n=4")
         assert status == 200 and Image.open(io.BytesIO(png)).mode == "RGB"
+
+
+@pytest.mark.parametrize("module_name", ["keras", "tf_keras"])
+def test_layers_dl4j_cannot_take_convert_to_onnx_and_the_h5_refusal_names_each(module_name, tmp_path):
+    """DepthwiseConv2D, PReLU, UpSampling1D and LayerNormalization: ONNX with parity; for DL4J one line naming each
+    layer, why (measured with DL4J 1.0.0-M2.1), and the ONNX route; no file written."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    source = tmp_path / f"onnx_only_layers{'.keras' if module is keras else '.h5'}"
+    zoo.randomized(zoo.onnx_only_layers(module)).save(source)
+    report = inspect_model(source)
+    assert report.verdicts["onnx"] == [] and len(report.verdicts["h5"]) == 5, report.verdicts  # + the rank-3 Reshape
+    (exported,) = export(source, "onnx", tmp_path / "out", log=lambda line: None)
+    assert exported.comparison.passed, exported.comparison.line()
+    result = CliRunner().invoke(app, ["export", str(source), "-f", "h5", "--out", str(tmp_path / "h5")])
+    fragments = ("DepthwiseConv2D", "PReLU", "UpSampling1D", "LayerNormalization", "Export it to ONNX")
+    assert_one_line_error(result, *fragments, exit_code=1)
+    assert not (tmp_path / "h5").exists() or list((tmp_path / "h5").iterdir()) == []
+
+
+def test_readme_holds_the_layer_registry_as_it_is():
+    from ganport.export.layers import markdown_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("<!-- layers: python -m ganport.export.layers -->\n") + len(
+        "<!-- layers: python -m ganport.export.layers -->\n"
+    )
+    assert readme[start : readme.index("<!-- /layers -->")] == markdown_table(), "regenerate README's layer table"

@@ -130,6 +130,33 @@ def multiclass_critic(module: ModuleType = keras) -> Any:
     return module.Model(image, k.Dense(10)(features), name="multiclass_critic")
 
 
+def separable_critic(module: ModuleType = keras) -> Any:
+    """A colour critic through SeparableConv2D: 16x16x3 images -> validity."""
+    k = module.layers
+    image = module.Input(shape=(16, 16, 3), name="image")
+    x = k.SeparableConv2D(8, 3, strides=2, padding="same", depth_multiplier=2, activation="relu")(image)
+    return module.Model(image, k.Dense(1)(k.Flatten()(x)), name="separable_critic")
+
+
+def sequence_critic(module: ModuleType = keras) -> Any:
+    """A critic of sequences [batch, steps, features] through Conv1D (same, then strided valid)."""
+    k = module.layers
+    series = module.Input(shape=(32, 4), name="series")
+    x = k.Conv1D(8, 3, padding="same", activation="relu")(series)
+    x = k.Conv1D(4, 3, strides=2, padding="valid", dilation_rate=1)(x)
+    return module.Model(series, k.Dense(1)(k.Flatten()(x)), name="sequence_critic")
+
+
+def onnx_only_layers(module: ModuleType = keras) -> Any:
+    """The layers ganport converts for ONNX but DL4J 1.0.0-M2.1 does not import with the same numbers:
+    DepthwiseConv2D, PReLU, UpSampling1D, LayerNormalization (export --format h5 refuses it, naming them)."""
+    k = module.layers
+    image = module.Input(shape=(8, 8, 3), name="image")
+    x = k.PReLU(shared_axes=[1, 2])(k.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(image))
+    x = k.LayerNormalization()(k.UpSampling1D(2)(k.Reshape((64, 6))(x)))
+    return module.Model(image, k.Dense(1)(k.Flatten()(x)), name="onnx_only_layers")
+
+
 # name -> builder(module): every model the conversion tests export, Keras 3 and the lecture's tf_keras way.
 MODELS = {
     "dcgan_generator": lambda module: build_dcgan_generator(module=module),
@@ -143,6 +170,8 @@ MODELS = {
     "image_to_image": image_to_image,
     "tabular_generator": tabular_generator,
     "multiclass_critic": multiclass_critic,
+    "separable_critic": separable_critic,
+    "sequence_critic": sequence_critic,
 }
 
 

@@ -81,6 +81,23 @@ def supported_layers() -> list[str]:
     return sorted(_CONVERTERS)
 
 
+def markdown_table() -> str:
+    """The registry as README's table: each layer, and what DL4J gets of it (the rewrite ganport writes, or why the
+    h5 format refuses it; "depends" where only some options are refused: `ganport inspect` says which)."""
+    rows = ["| layer | ONNX | DL4J (`--format h5`) |", "| --- | --- | --- |"]
+    for kind in supported_layers():
+        entry = _CONVERTERS[kind]
+        try:
+            problem = entry.dl4j_problem({})
+        except (KeyError, TypeError):  # the verdict reads options: some are refused
+            problem = None
+            dl4j = "yes, " + (f"{entry.dl4j_rewrite}; " if entry.dl4j_rewrite else "") + "some options refused"
+        else:
+            dl4j = f"no: {problem}" if problem else "yes" + (f" ({entry.dl4j_rewrite})" if entry.dl4j_rewrite else "")
+        rows.append(f"| {kind} | yes | {dl4j} |")
+    return "\n".join(rows) + "\n"
+
+
 def is_keras2(module: ModuleType) -> bool:
     return module.__name__.startswith("tf_keras")
 
@@ -403,6 +420,117 @@ for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         ),
     )
 
+
+def _read_depthwise(layer: Any) -> dict[str, Any]:
+    _channels_last(layer)
+    options = {
+        "kernel_size": _pair(layer.kernel_size),
+        "strides": _pair(layer.strides),
+        "padding": str(layer.padding),
+        "depth_multiplier": int(layer.depth_multiplier),
+        "dilation_rate": _pair(layer.dilation_rate),
+        "activation": _activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+    if type(layer).__name__ == "SeparableConv2D":
+        options["filters"] = int(layer.filters)
+    return options
+
+
+register(
+    "DepthwiseConv2D",
+    Converter(
+        _read_depthwise,
+        lambda options, name, module: module.layers.DepthwiseConv2D(name=name, **_keras_activation(options, module)),
+        # measured with DL4J 1.0.0-M2.1 (2026-12-02): its import stops with "Index 0 out of bounds for length 0"
+        lambda options: "DL4J 1.0.0-M2.1's import of DepthwiseConv2D fails (an index error in its weight reader)",
+        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [kh, kw, in, multiplier]
+    ),
+)
+register(
+    "SeparableConv2D",
+    Converter(
+        _read_depthwise,
+        lambda options, name, module: module.layers.SeparableConv2D(name=name, **_keras_activation(options, module)),
+        _activation_problem,
+        dl4j_rewrite="SeparableConvolution2D, NHWC",
+        # a depthwise sum of kh*kw, then a pointwise one of in*multiplier: bounded by their product
+        accumulation=lambda spec: math.prod(spec.weights[0].shape),
+    ),
+)
+
+
+def _read_convolution_1d(layer: Any) -> dict[str, Any]:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise refuse(layer, "uses channels_first; ganport converts channels_last models only.")
+    if str(layer.padding) not in ("same", "valid") or getattr(layer, "groups", 1) != 1:
+        raise refuse(layer, f"uses padding={layer.padding!r} or groups; same and valid, ungrouped, are supported.")
+    return {
+        "filters": int(layer.filters),
+        "kernel_size": int(layer.kernel_size[0]),
+        "strides": int(layer.strides[0]),
+        "padding": str(layer.padding),
+        "dilation_rate": int(layer.dilation_rate[0]),
+        "activation": _activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+
+
+register(
+    "Conv1D",
+    Converter(
+        _read_convolution_1d,
+        lambda options, name, module: module.layers.Conv1D(name=name, **_keras_activation(options, module)),
+        _activation_problem,
+        dl4j_rewrite="Convolution1DLayer",
+        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [k, in, out]
+    ),
+)
+register(
+    "UpSampling1D",
+    Converter(
+        lambda layer: {"size": int(layer.size)},
+        lambda options, name, module: module.layers.UpSampling1D(name=name, **options),
+        # measured with DL4J 1.0.0-M2.1: outputs off by up to 1.8 after it
+        lambda options: "DL4J 1.0.0-M2.1's Upsampling1D gives other values than Keras",
+    ),
+)
+
+# --- learned activations and normalisation over features ------------------------------------------------------------
+
+
+def _read_prelu(layer: Any) -> dict[str, Any]:
+    shared = layer.shared_axes
+    return {"shared_axes": None if shared is None else [int(axis) for axis in shared]}
+
+
+def _read_layer_normalization(layer: Any) -> dict[str, Any]:
+    axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+    rank = len(layer.input.shape)
+    if [axis % rank for axis in axes] != [rank - 1]:
+        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature) axis is supported.")
+    return {"axis": -1, "epsilon": float(layer.epsilon), "center": bool(layer.center), "scale": bool(layer.scale)}
+
+
+register(
+    "PReLU",
+    Converter(
+        _read_prelu,
+        lambda options, name, module: module.layers.PReLU(name=name, **options),
+        # measured with DL4J 1.0.0-M2.1: activations off by up to 0.66, shared axes or not
+        lambda options: "DL4J 1.0.0-M2.1 imports PReLU's slopes wrongly",
+    ),
+)
+register(
+    "LayerNormalization",
+    Converter(
+        _read_layer_normalization,
+        lambda options, name, module: module.layers.LayerNormalization(name=name, **options),
+        lambda options: 'DL4J 1.0.0-M2.1\'s Keras import has no LayerNormalization ("Unsupported keras layer type")',
+        accumulation=lambda spec: spec.weights[0].shape[0] if spec.weights else 0,  # mean and variance over features
+    ),
+)
+
 # --- merges --------------------------------------------------------------------------------------------------------
 
 
@@ -432,3 +560,7 @@ register(
         merges=True,
     ),
 )
+
+
+if __name__ == "__main__":  # python -m ganport.export.layers > the table README holds
+    print(markdown_table(), end="")
