@@ -357,27 +357,6 @@ def _read_global_pooling(layer: Any) -> dict[str, Any]:
 
 
 register(
-    "Conv2D",
-    Converter(
-        _read_convolution,
-        lambda options, name, module: module.layers.Conv2D(name=name, **_keras_activation(options, module)),
-        _activation_problem,
-        dl4j_rewrite="NHWC",
-        accumulation=lambda spec: math.prod(spec.weights[0].shape[:3]),  # kernel [kh, kw, in, out]
-    ),
-)
-register(
-    "Conv2DTranspose",
-    Converter(
-        _read_convolution,
-        lambda options, name, module: module.layers.Conv2DTranspose(name=name, **_keras_activation(options, module)),
-        _transpose_problem,
-        dl4j_rewrite="Deconvolution2D, NHWC",
-        # kernel [kh, kw, out, in]; with strides an output sums fewer, so this is the most one can
-        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]) * spec.weights[0].shape[3],
-    ),
-)
-register(
     "UpSampling2D",
     Converter(
         _read_upsampling,
@@ -437,29 +416,6 @@ def _read_depthwise(layer: Any) -> dict[str, Any]:
     return options
 
 
-register(
-    "DepthwiseConv2D",
-    Converter(
-        _read_depthwise,
-        lambda options, name, module: module.layers.DepthwiseConv2D(name=name, **_keras_activation(options, module)),
-        # measured with DL4J 1.0.0-M2.1 (2026-12-02): its import stops with "Index 0 out of bounds for length 0"
-        lambda options: "DL4J 1.0.0-M2.1's import of DepthwiseConv2D fails (an index error in its weight reader)",
-        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [kh, kw, in, multiplier]
-    ),
-)
-register(
-    "SeparableConv2D",
-    Converter(
-        _read_depthwise,
-        lambda options, name, module: module.layers.SeparableConv2D(name=name, **_keras_activation(options, module)),
-        _activation_problem,
-        dl4j_rewrite="SeparableConvolution2D, NHWC",
-        # a depthwise sum of kh*kw, then a pointwise one of in*multiplier: bounded by their product
-        accumulation=lambda spec: math.prod(spec.weights[0].shape),
-    ),
-)
-
-
 def _read_convolution_1d(layer: Any) -> dict[str, Any]:
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise refuse(layer, "uses channels_first; ganport converts channels_last models only.")
@@ -476,16 +432,55 @@ def _read_convolution_1d(layer: Any) -> dict[str, Any]:
     }
 
 
-register(
-    "Conv1D",
-    Converter(
-        _read_convolution_1d,
-        lambda options, name, module: module.layers.Conv1D(name=name, **_keras_activation(options, module)),
+# Convolutions with an activation: (class, reader, DL4J's verdict, DL4J's rewrite, products one output sums).
+_CONVOLUTIONS: tuple[tuple[str, Callable, Callable, str, Callable[[LayerSpec], int]], ...] = (
+    ("Conv2D", _read_convolution, _activation_problem, "NHWC", lambda spec: math.prod(spec.weights[0].shape[:3])),
+    (
+        "Conv2DTranspose",
+        _read_convolution,
+        _transpose_problem,
+        "Deconvolution2D, NHWC",
+        # kernel [kh, kw, out, in]; with strides an output sums fewer, so this is the most one can
+        lambda spec: math.prod(spec.weights[0].shape[:2]) * spec.weights[0].shape[3],
+    ),
+    (
+        "DepthwiseConv2D",
+        _read_depthwise,
+        # measured with DL4J 1.0.0-M2.1 (2026-12-02): its import stops with "Index 0 out of bounds for length 0"
+        lambda options: "DL4J 1.0.0-M2.1's import of DepthwiseConv2D fails (an index error in its weight reader)",
+        "",
+        lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [kh, kw, in, multiplier]
+    ),
+    (
+        "SeparableConv2D",
+        _read_depthwise,
         _activation_problem,
-        dl4j_rewrite="Convolution1DLayer",
-        accumulation=lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [k, in, out]
+        "SeparableConvolution2D, NHWC",
+        # a depthwise sum of kh*kw, then a pointwise one of in*multiplier: bounded by their product
+        lambda spec: math.prod(spec.weights[0].shape),
+    ),
+    (
+        "Conv1D",
+        _read_convolution_1d,
+        _activation_problem,
+        "Convolution1DLayer",
+        lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [k, in, out]
     ),
 )
+for _kind, _read, _problem, _rewrite, _accumulation in _CONVOLUTIONS:
+    register(
+        _kind,
+        Converter(
+            _read,
+            lambda options, name, module, kind=_kind: getattr(module.layers, kind)(
+                name=name, **_keras_activation(options, module)
+            ),
+            _problem,
+            dl4j_rewrite=_rewrite,
+            accumulation=_accumulation,
+        ),
+    )
+
 register(
     "UpSampling1D",
     Converter(
