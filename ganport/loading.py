@@ -46,7 +46,10 @@ def _require_small_configs(path: Path) -> None:
 def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str], None] | None = None) -> Any:
     """Load with the Keras that wrote the file (tf_keras for Keras 1-2 files, then Keras 3 if tf_keras cannot; Keras 3
     for the rest), refusing a load whose inputs differ from the shapes the file declares. Custom training-only
-    objects are replaced by inert stand-ins, each said in `log`."""
+    objects are replaced by inert stand-ins, each said in `log`. A TF SavedModel folder (`model.save("dir")` in TF 2)
+    is read by tf_keras, from the Keras metadata TF 2 writes into it."""
+    if is_saved_model(path):
+        return _load_saved_model(path, weights)
     problem = file_problem(path)
     if problem:
         raise ModelError(f"{path} {problem}; pass a run folder or a .keras/.h5 model file.")
@@ -84,6 +87,22 @@ def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str]
     for note in notes:
         (log or _silent)(note)
     return _with_flattened_outputs_reshaped(path, model) if path.suffix in (".h5", ".hdf5") else model
+
+
+def is_saved_model(path: Path) -> bool:
+    """A TensorFlow SavedModel folder."""
+    return path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+def _load_saved_model(path: Path, weights: Path | None) -> Any:
+    if weights is not None:
+        raise UsageError(f"--weights goes with an architecture .json; {path} is a SavedModel. Drop --weights.")
+    if not (path / "keras_metadata.pb").is_file():
+        raise ModelError(
+            f"{path} is a TensorFlow SavedModel without Keras metadata (tf.saved_model.save, not model.save): its "
+            "layers are not recorded, so it cannot be converted layer by layer; save the Keras model with model.save()."
+        )
+    return load_keras2(path)
 
 
 def _require_readable_container(path: Path) -> None:

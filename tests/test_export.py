@@ -364,3 +364,32 @@ def test_an_onnx_only_export_folder_is_verifiable(short_run, tmp_path):
     assert (both / "generator_inputs_and_outputs.h5").read_bytes() == before  # activations kept
     with h5py.File(both / "generator_inputs_and_outputs.h5") as vectors:
         assert "activations" in vectors
+
+
+def test_a_tf2_savedmodel_folder_converts(tmp_path):
+    """`model.save("dir")` in TF 2 (tf.keras): a SavedModel folder with Keras metadata, read by tf_keras; one
+    without (tf.saved_model.save) is refused in one line."""
+    import tensorflow as tf
+    import tf_keras
+
+    from ganport.compatibility import inspect_model
+
+    layers = tf_keras.layers
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((16,)),
+            layers.Dense(64),
+            layers.LeakyReLU(0.2),
+            layers.Dense(784, "tanh"),
+            layers.Reshape((28, 28, 1)),
+        ]
+    )
+    folder = tmp_path / "generator_savedmodel"
+    model.save(folder, save_format="tf")
+    assert inspect_model(folder).role == "generator"
+    (exported,) = export(folder, "onnx", log=lambda line: None)
+    assert exported.path == tmp_path / "generator_savedmodel.onnx" and exported.comparison.passed
+    bare = tmp_path / "bare"
+    tf.saved_model.save(tf.Module(), str(bare))
+    with pytest.raises(ModelError, match="without Keras metadata"):
+        export(bare, "onnx", tmp_path / "out", log=lambda line: None)

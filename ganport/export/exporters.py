@@ -16,7 +16,7 @@ from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
 from ganport.files import ensure_writable_folder, file_problem
-from ganport.loading import predict_all
+from ganport.loading import is_saved_model, predict_all
 from ganport.run import RunFolder
 
 
@@ -69,9 +69,8 @@ def export(
             "ganport.evaluate.score_generator."
         )
     source_path = Path(source)
-    out_path = (
-        Path(out) if out is not None else (source_path / "export" if source_path.is_dir() else source_path.parent)
-    )
+    into_source = source_path.is_dir() and not is_saved_model(source_path)  # a run folder's exports go inside it
+    out_path = Path(out) if out is not None else (source_path / "export" if into_source else source_path.parent)
     onnx_files = onnx_sources(source_path)
     if onnx_files:
         if weights is not None:

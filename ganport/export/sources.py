@@ -31,7 +31,7 @@ from ganport.contract import (
 )
 from ganport.errors import ModelError, UsageError
 from ganport.export.graph import Graph, InputSpec, build, read_graph
-from ganport.loading import load_as, load_model_file, predict_all
+from ganport.loading import is_saved_model, load_as, load_model_file, predict_all
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
 
@@ -115,7 +115,7 @@ def load_sources(
     """A run folder gives its generator and discriminator, each checked for its role; a model file gives itself (an
     architecture .json with `weights`, or with the weights file found beside it)."""
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and not is_saved_model(path):
         if weights is not None:
             raise UsageError(f"--weights goes with an architecture .json; {path} is a run folder. Drop --weights.")
         run = RunFolder(path)
