@@ -73,12 +73,13 @@ def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str]
         loaders = (_load_keras3,)
     else:  # an HDF5 file that does not say: Keras 3, checked against the declared inputs, else tf_keras
         loaders = (_load_keras3, load_keras2)
+    config = saved_config(path)  # read once: each loader's custom objects and the declared inputs come from it
     failures: list[ModelError] = []
     for load in loaders:
         notes: list[str] = []
         try:
-            model = load(path, weights, notes.append)
-            _require_declared_inputs(path, model)
+            model = load(path, weights, notes.append, config)
+            _require_declared_inputs(path, model, config)
             break
         except ModelError as error:
             failures.append(error)
@@ -153,8 +154,10 @@ def _silent(line: str) -> None:
     pass
 
 
-def _load_keras3(path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent) -> Any:
-    custom = custom_objects_for(saved_config(path), keras, log)
+def _load_keras3(
+    path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent, config: dict | None = None
+) -> Any:
+    custom = custom_objects_for(config, keras, log)
     try:
         with warnings.catch_warnings():
             # Keras 3 warns about each Keras 2 argument it reads from an old file (alpha, input_length): the file is
@@ -219,13 +222,6 @@ def saved_config(path: Path) -> dict | None:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, ModelError):
         return None
     return config if isinstance(config, dict) else None
-
-
-def declared_input_shapes(path: Path) -> list[list] | None:
-    """The input shapes (batch axis included) a model file's own config declares, or None when it declares none
-    the loader could be checked against (a subclassed model, a config without shapes)."""
-    config = saved_config(path)
-    return None if config is None else _config_input_shapes(config)
 
 
 # Arguments whose objects act only while training: a missing custom one is replaced by an inert stand-in on load.
@@ -300,6 +296,8 @@ def _inert(module: ModuleType, kind: str) -> type:
 
 
 def _config_input_shapes(config: dict) -> list[list] | None:
+    """The input shapes (batch axis included) a model config declares, or None when it declares none the loader
+    could be checked against (a subclassed model, a config without shapes)."""
     inner = config.get("config")
     layers = inner.get("layers") if isinstance(inner, dict) else inner
     if not isinstance(layers, list) or not layers:
@@ -320,9 +318,9 @@ def _config_input_shapes(config: dict) -> list[list] | None:
     return shapes or None
 
 
-def _require_declared_inputs(path: Path, model: Any) -> None:
-    """Refuse a model whose inputs do not have the shapes its file declares (a loader that misread the file)."""
-    declared = declared_input_shapes(path)
+def _require_declared_inputs(path: Path, model: Any, config: dict | None) -> None:
+    """Refuse a model whose inputs do not have the shapes its file's `config` declares (a loader that misread it)."""
+    declared = None if config is None else _config_input_shapes(config)
     loaded = [list(tensor.shape) for tensor in model.inputs]
     if declared is None or len(declared) != len(loaded):
         return
@@ -357,9 +355,12 @@ def tf_keras() -> ModuleType:
     return module
 
 
-def load_keras2(path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent) -> Any:
-    """A Keras 2 model file, or an architecture .json and its `weights`, read by tf_keras."""
-    custom = custom_objects_for(saved_config(path), tf_keras(), log)
+def load_keras2(
+    path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent, config: dict | None = None
+) -> Any:
+    """A Keras 2 model file, or an architecture .json and its `weights`, read by tf_keras; `config`, the file's model
+    config when the caller has read it already."""
+    custom = custom_objects_for(config if config is not None else saved_config(path), tf_keras(), log)
     try:
         if weights is None:
             return tf_keras().models.load_model(path, compile=False, custom_objects=custom)
