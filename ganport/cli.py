@@ -157,6 +157,19 @@ WeightsOption = Annotated[
         "[default: NAME_weights.hdf5 or NAME.weights.h5 beside it]."
     ),
 ]
+CustomObjectsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A Python file defining the model's custom layers (and functions); it is imported, so it runs.",
+    ),
+]
+TrustCodeOption = Annotated[
+    bool,
+    typer.Option(
+        help="Run the Python code the file stores (Lambda layers) while loading it. Only for files you trust: "
+        "that code can do anything your account can."
+    ),
+]
 SeedOption = Annotated[
     int, typer.Option(min=0, max=MAX_SEED, help="Seed for noise (and for weights and batches when training).")
 ]
@@ -280,6 +293,8 @@ def export(
         bool, typer.Option(help="Triton only: add a GPU instance group running under TensorRT in FP16.")
     ] = False,
     weights: WeightsOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_code: TrustCodeOption = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -293,13 +308,15 @@ def export(
         from ganport.evaluate import score_generator
         from ganport.export import ExportOptions
         from ganport.export import export as export_models
+        from ganport.loading import LoadOptions
 
         log = functools.partial(console.print, markup=False)
         score = functools.partial(score_generator, log=log)
         options = ExportOptions(
             precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu, overwrite=overwrite
         )
-        for exported in export_models(source, format, out, log=log, options=options, weights=weights):
+        load = LoadOptions(weights, custom_objects, trust_code)
+        for exported in export_models(source, format, out, log=log, options=options, load=load):
             print(exported.path)
             if exported.test_vectors is not None:
                 print(exported.test_vectors)
@@ -512,6 +529,8 @@ def inspect(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     weights: WeightsOption = None,
+    custom_objects: CustomObjectsOption = None,
+    trust_code: TrustCodeOption = False,
 ) -> None:
     """Report what each layer becomes in ONNX, DL4J and Keras, then one verdict per format; exit 1 if any asked-for
     format cannot be written."""
@@ -522,8 +541,10 @@ def inspect(
         from rich.table import Table
 
         from ganport.compatibility import inspect_model
+        from ganport.loading import LoadOptions
 
-        report = inspect_model(model, weights, log=functools.partial(console.print, markup=False))
+        load = LoadOptions(weights, custom_objects, trust_code)
+        report = inspect_model(model, load, log=functools.partial(console.print, markup=False))
         wanted = [format] if format else list(FORMATS)
         if as_json:
             print(json.dumps(report.as_dict(), indent=2))
@@ -532,7 +553,7 @@ def inspect(
             table = Table(
                 title=f"{model}: {report.role or 'not exportable'} ({signature} -> {', '.join(report.outputs)})"
             )
-            for column in ("layer", "class", "output shape", "params", "ONNX", "DL4J"):
+            for column in ("layer", "class", "output shape", "params", "ONNX", "DL4J", "Keras 3 file"):
                 table.add_column(column, justify="right" if column == "params" else "left")
             for layer in report.layers:
                 dl4j = (
@@ -547,6 +568,7 @@ def inspect(
                     str(layer.parameters),
                     "no: " + escape(layer.supported) if layer.supported else "yes",
                     escape(dl4j),
+                    "no: " + escape(layer.not_keras) if layer.not_keras else ("yes" if not layer.supported else "no"),
                 )
             print_table(table)
             for name in wanted:

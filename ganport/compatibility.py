@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganport.errors import GanportError, ModelError, UnsupportedLayerError
 from ganport.export.formats import FORMATS
+
+if TYPE_CHECKING:
+    from ganport.loading import LoadOptions
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class LayerReport:
     supported: str  # "" when the registry converts it, else why not (every format)
     dl4j_problem: str  # "" when DL4J imports it with the same numbers
     dl4j_rewrite: str  # what ganport writes so DL4J reads it right
+    not_keras: str = ""  # why a .keras file cannot hold it ("" when it can)
 
 
 @dataclass(frozen=True)
@@ -43,37 +47,56 @@ class Report:
 
 
 def inspect_model(
-    path: str | Path, weights: str | Path | None = None, log: Callable[[str], None] | None = None
+    path: str | Path, load: LoadOptions | None = None, log: Callable[[str], None] | None = None
 ) -> Report:
-    """Report on the model file at `path` (an architecture .json with its `weights`, if they are not beside it),
-    layer by layer, with one verdict per export format."""
-    from ganport.export.graph import read_layer, trace
+    """Report on the model file at `path` (`load`: what it needs from its user, as export takes it), layer by layer,
+    with one verdict per export format."""
+    from ganport.export.graph import Graph, read_layer, trace
     from ganport.export.layers import converter
     from ganport.export.sources import source_model
-    from ganport.export.to_h5 import dl4j_input_problems
+    from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
     from ganport.loading import load_model_file
 
     path = Path(path)
-    model = load_model_file(path, None if weights is None else Path(weights), log)
+    model = load_model_file(path, load, log)
     everywhere: list[str] = []
     layers: list[LayerReport] = []
     try:
-        inputs, traced, _ = trace(model)
+        inputs, traced, outputs = trace(model)
     except ModelError as error:
-        inputs, traced = [], []
+        inputs, traced, outputs = [], [], []
         everywhere.append(str(error))
+    specs = {}
     for item in traced:
-        shape = [None, *item.layer.output.shape[1:]]
-        supported, problem, rewrite = "", "", ""
         try:
-            spec = read_layer(item)
-            problem = converter(spec.kind).dl4j_problem(spec.options) or ""
-            rewrite = converter(spec.kind).dl4j_rewrite
+            specs[item.name] = read_layer(item)
         except UnsupportedLayerError as error:
-            supported = problem = str(error)
+            specs[item.name] = error
+    read = [spec for spec in specs.values() if not isinstance(spec, UnsupportedLayerError)]
+    # DL4J's verdict depends on where a layer is (a trailing Reshape is written flat): judged on the whole graph
+    problems = (
+        dl4j_problems(Graph(path.stem, tuple(inputs), tuple(read), tuple(outputs))) if len(read) == len(specs) else {}
+    )
+    for item in traced:
+        spec = specs[item.name]
+        shape = [None, *item.layer.output.shape[1:]]
+        if isinstance(spec, UnsupportedLayerError):
+            supported = problem = str(spec)
+            rewrite = not_keras = ""
+        else:
+            entry = converter(spec.kind)
+            supported, rewrite, not_keras = "", entry.dl4j_rewrite, entry.not_keras
+            problem = problems.get(item.name, ("", ""))[1]
         layers.append(
             LayerReport(
-                item.name, type(item.layer).__name__, shape, int(item.layer.count_params()), supported, problem, rewrite
+                item.name,
+                type(item.layer).__name__,
+                shape,
+                int(item.layer.count_params()),
+                supported,
+                problem,
+                rewrite,
+                not_keras,
             )
         )
     everywhere += [f"{layer.name}: {layer.supported}" for layer in layers if layer.supported]
@@ -87,7 +110,11 @@ def inspect_model(
             everywhere.append(str(error))
     dl4j = [f"{layer.name}: {layer.dl4j_problem}" for layer in layers if layer.dl4j_problem and not layer.supported]
     dl4j += dl4j_input_problems(inputs)
-    verdicts = {name: everywhere + (dl4j if fmt.for_dl4j else []) for name, fmt in FORMATS.items()}
+    keras_only = [f"{layer.name}: {layer.not_keras}" for layer in layers if layer.not_keras]
+    verdicts = {
+        name: everywhere + (dl4j if fmt.for_dl4j else []) + (keras_only if fmt.keras_layers_only else [])
+        for name, fmt in FORMATS.items()
+    }
     return Report(
         str(path),
         role,

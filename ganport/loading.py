@@ -6,11 +6,14 @@ Shared by export, eval and verify, so a file is loaded, refused and named the sa
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import inspect
 import json
 import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,10 +22,12 @@ import h5py
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.saving.serialization_lib import SafeModeScope
 
 from ganport.contract import KERAS_SUFFIXES, Role, require_role
 from ganport.errors import ModelError, UsageError
 from ganport.files import file_problem, size_text
+from ganport.tf_ops import ALLOWED, is_python_lambda, layer_configs, stored_op
 
 # The HDF5 root attribute (JSON, output layer -> image shape) naming outputs that ganport wrote flat for DL4J; the
 # loader puts their Reshape back, so ganport reads its own files as the models they came from.
@@ -43,13 +48,25 @@ def _require_small_configs(path: Path) -> None:
                 )
 
 
-def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str], None] | None = None) -> Any:
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a model file needs from its user beyond what it holds."""
+
+    weights: Path | None = None  # an architecture .json's weights, when they are not beside it
+    custom_objects: Path | None = None  # a Python file defining the model's custom layers (and functions)
+    trust_code: bool = False  # run the Python code a file stores (Lambda layers): only for files one trusts
+
+
+def load_model_file(path: Path, options: LoadOptions | None = None, log: Callable[[str], None] | None = None) -> Any:
     """Load with the Keras that wrote the file (tf_keras for Keras 1-2 files, then Keras 3 if tf_keras cannot; Keras 3
     for the rest), refusing a load whose inputs differ from the shapes the file declares. Custom training-only
     objects are replaced by inert stand-ins, each said in `log`. A TF SavedModel folder (`model.save("dir")` in TF 2)
-    is read by tf_keras, from the Keras metadata TF 2 writes into it."""
+    is read by tf_keras, from the Keras metadata TF 2 writes into it. Nothing the file stores runs before it is
+    checked: Python code only with `options.trust_code`, TensorFlow ops only those ganport converts."""
+    options = options or LoadOptions()
+    user_objects = user_custom_objects(options.custom_objects)
     if is_saved_model(path):
-        return _load_saved_model(path, weights)
+        return _load_saved_model(path, options, user_objects)
     problem = file_problem(path)
     if problem:
         raise ModelError(f"{path} {problem}; pass a run folder or a .keras/.h5 model file.")
@@ -58,27 +75,22 @@ def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str]
             f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}); pass a run folder or a saved Keras model."
         )
     if path.suffix == ".json":
-        weights = weights or _weights_beside(path)
-        _require_weights_file(weights)
-    elif weights is not None:
+        options = replace(options, weights=options.weights or _weights_beside(path))
+        _require_weights_file(options.weights)
+    elif options.weights is not None:
         raise UsageError(f"--weights goes with an architecture .json; {path} holds its own weights. Drop --weights.")
     else:
         _require_readable_container(path)
     # The Keras that wrote a file reads it as written: Keras 3 loads many Keras 2 files wrongly (a Sequential without
     # an InputLayer gets an extra axis) or not at all, while tf_keras reads them as they were saved.
-    version = saved_keras_version(path)
-    if version.startswith(("1.", "2.")):
-        loaders = (load_keras2, _load_keras3)
-    elif version or path.suffix == ".keras":
-        loaders = (_load_keras3,)
-    else:  # an HDF5 file that does not say: Keras 3, checked against the declared inputs, else tf_keras
-        loaders = (_load_keras3, load_keras2)
+    loaders = _readers(saved_keras_version(path), path.suffix)
     config = saved_config(path)  # read once: each loader's custom objects and the declared inputs come from it
+    require_safe_layers(path, config, options.trust_code)
     failures: list[ModelError] = []
     for load in loaders:
         notes: list[str] = []
         try:
-            model = load(path, weights, notes.append, config)
+            model = load(path, Reading(options, user_objects, config, notes.append))
             _require_declared_inputs(path, model, config)
             break
         except ModelError as error:
@@ -90,20 +102,117 @@ def load_model_file(path: Path, weights: Path | None = None, log: Callable[[str]
     return _with_flattened_outputs_reshaped(path, model) if path.suffix in (".h5", ".hdf5") else model
 
 
+def _readers(version: str, suffix: str) -> tuple[Callable[..., Any], ...]:
+    """The loaders to try, in order, for a file that says `version` wrote it ("" when it does not say)."""
+    if version.startswith(("1.", "2.")):
+        return (load_keras2, _load_keras3)
+    if version or suffix == ".keras":
+        return (_load_keras3,)
+    return (_load_keras3, load_keras2)  # an HDF5 file that does not say: Keras 3, checked against declared inputs
+
+
+# Each kind of source, the suffix it is read as, and where it says which Keras wrote it: README's table of sources.
+_SOURCES = (
+    ("`.h5` / `.hdf5` (`model.save`)", ".h5", "the `keras_version` attribute"),
+    ("`.keras` zip (Keras 3, or Keras 2.12-2.15's own)", ".keras", "`metadata.json`"),
+    ("architecture `.json` + weights HDF5 (Keras-GAN's `saved_model/`)", ".json", "its `keras_version` field"),
+)
+
+
+def sources_table() -> str:
+    """README's table of the model files ganport reads and which Keras reads each, from the loader's own rules."""
+    names = {load_keras2: "tf_keras", _load_keras3: "Keras 3"}
+    rows = [
+        "| source | says which Keras wrote it in | written by Keras 1.x-2.x | by Keras 3.x | does not say |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for source, suffix, where in _SOURCES:
+        readers = [", then ".join(names[load] for load in _readers(version, suffix)) for version in ("2.3", "3.8", "")]
+        rows.append(f"| {source} | {where} | {' | '.join(readers)} |")
+    rows.append('| TF 2 SavedModel folder (`model.save("dir")`) | `keras_metadata.pb` (TF 2.x) | tf_keras | — | — |')
+    return "\n".join(rows) + "\n"
+
+
 def is_saved_model(path: Path) -> bool:
     """A TensorFlow SavedModel folder."""
     return path.is_dir() and (path / "saved_model.pb").is_file()
 
 
-def _load_saved_model(path: Path, weights: Path | None) -> Any:
-    if weights is not None:
+def _load_saved_model(path: Path, options: LoadOptions, user_objects: dict[str, Any]) -> Any:
+    if options.weights is not None:
         raise UsageError(f"--weights goes with an architecture .json; {path} is a SavedModel. Drop --weights.")
     if not (path / "keras_metadata.pb").is_file():
         raise ModelError(
             f"{path} is a TensorFlow SavedModel without Keras metadata (tf.saved_model.save, not model.save): its "
             "layers are not recorded, so it cannot be converted layer by layer; save the Keras model with model.save()."
         )
-    return load_keras2(path)
+    require_safe_layers(path, _saved_model_layers(path), options.trust_code)
+    return load_keras2(path, Reading(options, user_objects))
+
+
+def _saved_model_layers(path: Path) -> list[dict]:
+    """The layer configs a SavedModel's Keras metadata records (one JSON entry per saved object)."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    metadata.ParseFromString((path / "keras_metadata.pb").read_bytes())
+    layers = []
+    for node in metadata.nodes:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(node.metadata)
+            if isinstance(entry, dict):
+                layers.append(entry)
+    return layers
+
+
+def require_safe_layers(path: Path, config: Any, trust_code: bool) -> None:
+    """Refuse, before Keras reads it, a file whose layers would run Python code it stores (unless trusted) or a
+    TensorFlow op ganport does not convert: tf_keras runs both while loading or predicting."""
+    for layer in layer_configs(config):
+        name = (layer.get("config") or {}).get("name", "?")
+        op = stored_op(layer)
+        if op is not None and op[1] not in ALLOWED:
+            raise ModelError(
+                f"{path}: layer {name!r} calls {op[0]}, which is not one of the TensorFlow ops ganport converts "
+                "(README lists them); it was not loaded."
+            )
+        if is_python_lambda(layer) and not trust_code:
+            raise ModelError(
+                f"{path}: Lambda layer {name!r} stores Python code, which loading would run; it was not loaded. If "
+                "you trust the file, pass --trust-code; else replace the Lambda with Keras layers."
+            )
+
+
+def user_custom_objects(module_path: Path | None) -> dict[str, Any]:
+    """The classes and functions a --custom-objects Python file defines, by name (it is the user's own code, run as
+    an import). Keras 3 classes are also registered, so a .keras file written with them reads back."""
+    if module_path is None:
+        return {}
+    problem = file_problem(module_path)
+    if problem or module_path.suffix != ".py":
+        raise UsageError(f"--custom-objects {module_path} {problem or 'is not a .py file'}; pass a Python file.")
+    name = f"ganport_custom_objects_{module_path.stem}"
+    spec = importlib.util.spec_from_file_location(name, module_path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code may raise anything
+        raise ModelError(
+            f"--custom-objects {module_path} failed to import: {type(error).__name__}: {' '.join(str(error).split())}"
+        ) from error
+    found = {
+        key: value
+        for key, value in vars(module).items()
+        if not key.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and getattr(value, "__module__", None) == name
+    }
+    if not found:
+        raise UsageError(f"--custom-objects {module_path} defines no class or function; pass the file that does.")
+    keras.saving.get_custom_objects().update(
+        {key: value for key, value in found.items() if inspect.isclass(value) and issubclass(value, keras.layers.Layer)}
+    )
+    return found
 
 
 def _require_readable_container(path: Path) -> None:
@@ -154,18 +263,29 @@ def _silent(line: str) -> None:
     pass
 
 
-def _load_keras3(
-    path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent, config: dict | None = None
-) -> Any:
-    custom = custom_objects_for(config, keras, log)
+@dataclass(frozen=True)
+class Reading:
+    """What a loader is handed besides the path: the user's options and custom objects, the file's config (read
+    once, None to read it), and where notes go."""
+
+    options: LoadOptions = LoadOptions()
+    user_objects: dict[str, Any] = field(default_factory=dict)
+    config: dict | None = None
+    log: Callable[[str], None] = _silent
+
+
+def _load_keras3(path: Path, reading: Reading) -> Any:
+    weights, trust_code = reading.options.weights, reading.options.trust_code
+    custom = {**custom_objects_for(reading.config, keras, reading.log), **reading.user_objects}
     try:
         with warnings.catch_warnings():
             # Keras 3 warns about each Keras 2 argument it reads from an old file (alpha, input_length): the file is
             # what it is, and the user can do nothing about it.
             warnings.filterwarnings("ignore", category=UserWarning, module="keras")
             if weights is None:
-                return keras.saving.load_model(path, compile=False, custom_objects=custom)
-            model = keras.models.model_from_json(_architecture_text(path), custom_objects=custom)
+                return keras.saving.load_model(path, compile=False, custom_objects=custom, safe_mode=not trust_code)
+            with SafeModeScope(not trust_code):  # not exported; model_from_json takes no flag
+                model = keras.models.model_from_json(_architecture_text(path), custom_objects=custom)
             model.load_weights(weights)
             return model
     except Exception as error:  # Keras raises many types for corrupt or foreign files
@@ -179,7 +299,7 @@ def _load_failure(path: Path, error: Exception, how: str) -> ModelError:
     if found:
         return ModelError(
             f"{path} uses the custom layer class {found.group(1) or found.group(2)}, whose code is not in the file: "
-            "ganport converts Keras's own layers only (README, `ganport export`, lists them)."
+            "pass the Python file that defines it with --custom-objects."
         )
     reason = " ".join(str(error).split()) or type(error).__name__
     return ModelError(f"Cannot load {path} {how} ({reason[:MAX_REASON]}{'...' if len(reason) > MAX_REASON else ''}).")
@@ -355,16 +475,22 @@ def tf_keras() -> ModuleType:
     return module
 
 
-def load_keras2(
-    path: Path, weights: Path | None = None, log: Callable[[str], None] = _silent, config: dict | None = None
-) -> Any:
-    """A Keras 2 model file, or an architecture .json and its `weights`, read by tf_keras; `config`, the file's model
-    config when the caller has read it already."""
-    custom = custom_objects_for(config if config is not None else saved_config(path), tf_keras(), log)
+def load_keras2(path: Path, reading: Reading | None = None) -> Any:
+    """A Keras 2 model file, or an architecture .json and its weights, read by tf_keras. tf_keras runs a Lambda's
+    stored code in HDF5 files without asking (its safe_mode guards .keras files only), so the file is checked first."""
+    reading = reading or Reading()
+    weights, trust_code = reading.options.weights, reading.options.trust_code
+    config = reading.config if reading.config is not None else saved_config(path)
+    require_safe_layers(path, config, trust_code)
+    custom = {**custom_objects_for(config, tf_keras(), reading.log), **reading.user_objects}
+    # not exported; model_from_json takes no flag, and in HDF5 files tf_keras checks the scope, not its argument
+    from tf_keras.src.saving.serialization_lib import SafeModeScope as Keras2SafeModeScope
+
     try:
-        if weights is None:
-            return tf_keras().models.load_model(path, compile=False, custom_objects=custom)
-        model = tf_keras().models.model_from_json(_architecture_text(path), custom_objects=custom)
+        with Keras2SafeModeScope(not trust_code):
+            if weights is None:
+                return tf_keras().models.load_model(path, compile=False, custom_objects=custom)
+            model = tf_keras().models.model_from_json(_architecture_text(path), custom_objects=custom)
         model.load_weights(weights)
         return model
     except ModelError:
@@ -406,3 +532,7 @@ def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
 def framework_versions() -> dict[str, str]:
     """The versions whose kernels compute a Keras reference, for the provenance stored with test vectors."""
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+if __name__ == "__main__":  # python -m ganport.loading > the table README holds
+    print(sources_table(), end="")

@@ -206,8 +206,8 @@ def verify(
             comparisons.append(checked("tf_keras h5", *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
         if jvm and h5_file.is_file():
             comparisons.extend(_jvm_comparisons(stem, jvm_results["dl4j"].get(stem), tolerance, expected, origin))
-            if stem in jvm_results["onnx"]:
-                comparisons.extend(_jvm_comparisons(stem, jvm_results["onnx"][stem], tolerance, expected, origin))
+        if stem in jvm_results["onnx"]:  # an ONNX-only export is checked on the JVM too
+            comparisons.extend(_jvm_comparisons(stem, jvm_results["onnx"][stem], tolerance, expected, origin))
     return comparisons
 
 

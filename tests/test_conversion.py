@@ -233,7 +233,6 @@ def unconvertible(tmp_path_factory) -> dict:
     ("name", "fragments"),
     [
         ("lstm", ["Unsupported layer LSTM", "supported: Activation"]),
-        ("custom", ["Unsupported layer Doubling"]),
         ("channels_first", ["data_format='channels_first'", "channels_last"]),
     ],
 )
@@ -243,6 +242,14 @@ def test_unsupported_layers_get_a_clear_refusal_from_export_and_inspect(unconver
     assert all(fragment in str(refusal.value) for fragment in fragments)
     assert_one_line_error(CliRunner().invoke(app, ["inspect", str(unconvertible[name])]), *fragments)
     assert not (unconvertible[name].parent / "out").exists()
+
+
+def test_a_custom_layer_whose_class_is_at_hand_converts_to_onnx_only(unconvertible, tmp_path):
+    """A registered custom class (here, in this process; for users, --custom-objects) is rebuilt from its config."""
+    (exported,) = export(unconvertible["custom"], "onnx", tmp_path, log=lambda line: None)
+    assert exported.comparison.passed
+    report = inspect_model(unconvertible["custom"])
+    assert any("a custom layer (Doubling)" in reason for reason in report.verdicts["h5"]), report.verdicts
 
 
 def test_a_layer_dl4j_would_misread_blocks_h5_only(unconvertible, tmp_path):
@@ -320,11 +327,14 @@ def test_layers_dl4j_cannot_take_convert_to_onnx_and_the_h5_refusal_names_each(m
     assert not (tmp_path / "h5").exists() or list((tmp_path / "h5").iterdir()) == []
 
 
-def test_readme_holds_the_layer_registry_as_it_is():
-    from ganport.export.layers import markdown_table
+@pytest.mark.parametrize("module", ["ganport.export.layers", "ganport.loading"])
+def test_readme_holds_the_layer_and_source_tables_as_the_code_makes_them(module):
+    import importlib
 
+    table = importlib.import_module(module)
+    made = table.markdown_table() if module.endswith("layers") else table.sources_table()
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    start = readme.index("<!-- layers: python -m ganport.export.layers -->\n") + len(
-        "<!-- layers: python -m ganport.export.layers -->\n"
-    )
-    assert readme[start : readme.index("<!-- /layers -->")] == markdown_table(), "regenerate README's layer table"
+    marker = "layers" if module.endswith("layers") else "sources"
+    opening = f"<!-- {marker}: python -m {module} -->\n"
+    start = readme.index(opening) + len(opening)
+    assert readme[start : readme.index(f"<!-- /{marker} -->")] == made, f"regenerate README's table: python -m {module}"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import require_or_skip
@@ -118,6 +119,22 @@ def test_dl4j_writes_a_png_grid_from_an_imported_conditional_generator(conversio
     )
     assert refused.returncode == 2 and "not a conditional generator" in refused.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("suffix", ["h5", "onnx"])
+def test_the_jvm_writes_a_colour_grid_from_an_rgb_generator(conversions, tmp_path, suffix):
+    """java-check's sample-grid draws RGB generators in colour through DL4J (whose output is flat) and ONNX Runtime."""
+    from PIL import Image
+
+    model = conversions["rgb_generator", "lecture"][suffix].path
+    result = subprocess.run(
+        [java_check_dir() / "sample-grid", model, tmp_path / "grid.png", "6", "1"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.mode == "RGB" and grid.size == (3 * 16, 2 * 16), (grid.mode, grid.size)
+    pixels = np.asarray(grid, np.int16)
+    assert np.abs(pixels[..., 0] - pixels[..., 1]).max() > 10  # colour, not gray copied into three channels
 
 
 @pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan"])

@@ -16,7 +16,7 @@ from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
 from ganport.files import ensure_writable_folder, file_problem
-from ganport.loading import is_saved_model, predict_all
+from ganport.loading import LoadOptions, is_saved_model, predict_all
 from ganport.run import RunFolder
 
 
@@ -41,10 +41,11 @@ def export(
     out: str | Path | None = None,
     log: Callable[[str], None] = print,
     options: ExportOptions | None = None,
-    weights: str | Path | None = None,
+    load: LoadOptions | None = None,
 ) -> list[ExportedFile]:
-    """Export every model in `source` to `fmt`, validating each against the Keras model; `weights`: the weights file
-    of an architecture .json source, when it is not beside it."""
+    """Export every model in `source` to `fmt`, validating each against the Keras model; `load`: what a model file
+    needs from its user (an architecture .json's weights file, custom objects, trust in its Python code)."""
+    load = load or LoadOptions()
     options = options or ExportOptions()
     if fmt not in FORMATS:
         raise UsageError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
@@ -73,10 +74,13 @@ def export(
     out_path = Path(out) if out is not None else (source_path / "export" if into_source else source_path.parent)
     onnx_files = onnx_sources(source_path)
     if onnx_files:
-        if weights is not None:
-            raise UsageError(f"--weights goes with an architecture .json; {onnx_files[0]} is ONNX. Drop --weights.")
+        if load != LoadOptions():
+            raise UsageError(
+                f"--weights, --custom-objects and --trust-code go with Keras model files; {onnx_files[0]} is ONNX. "
+                "Drop them."
+            )
         return _export_onnx_files(onnx_files, fmt, out_path, options, log)
-    sources = load_sources(source, None if weights is None else Path(weights), log)
+    sources = load_sources(source, load, log)
     if len(sources) > 1:
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
     single = len(sources) == 1

@@ -27,6 +27,7 @@ class Format:
     for_dl4j: bool = False  # written for DL4J's Keras import, so limited to what it reads exactly
     onnx_precisions: bool = False  # ONNX inside, so --precision fp16/int8 applies
     takes_onnx: bool = False  # also made from ONNX files: its writer module has `write_from_onnx`
+    keras_layers_only: bool = False  # a Keras file that must reload by itself: no TensorFlow ops or Python code
 
     @property
     def write(self) -> Callable[[Job], ExportedFile]:
@@ -42,7 +43,14 @@ FORMATS: dict[str, Format] = {
     for format in (
         Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",), onnx_precisions=True),
         Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator"), True),
-        Format("keras", ".keras", "ganport.export.to_keras", "native Keras 3", ("generator", "discriminator")),
+        Format(
+            "keras",
+            ".keras",
+            "ganport.export.to_keras",
+            "native Keras 3",
+            ("generator", "discriminator"),
+            keras_layers_only=True,
+        ),
         Format(
             "triton",
             "",  # a folder: NAME/config.pbtxt and NAME/1/model.onnx in a Triton model repository

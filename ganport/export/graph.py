@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
-from ganport.export.layers import Builder, LayerSpec, converter, supported_layers
+from ganport.export.layers import Builder, LayerSpec, converter, kind_of, supported_layers
 from ganport.parity import Accumulation
 
 # Keras 3 KerasTensors and tf_keras ones both record (layer, node index, tensor index) here.
@@ -172,14 +172,14 @@ def _unsupported(layers: list[str]) -> str:
 
 
 def _is_supported(item: TracedLayer) -> bool:
-    return type(item.layer).__name__ in supported_layers()
+    return kind_of(item.layer) in supported_layers()
 
 
 def read_layer(traced: TracedLayer) -> LayerSpec:
     """One traced layer through its converter; an unsupported class or option raises UnsupportedLayerError."""
-    kind = type(traced.layer).__name__
+    kind = kind_of(traced.layer)
     if not _is_supported(traced):
-        raise UnsupportedLayerError(_unsupported([f"{kind} ({traced.layer.name})"]))
+        raise UnsupportedLayerError(_unsupported([f"{type(traced.layer).__name__} ({traced.layer.name})"]))
     options = converter(kind).read(traced.layer)
     weights = [np.asarray(weight) for weight in traced.layer.get_weights()]
     return LayerSpec(kind, traced.name, options, weights, traced.inbound)
@@ -214,7 +214,8 @@ def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None 
         tensors = {item.name: module.Input(shape=item.shape, name=item.name, dtype=item.dtype) for item in graph.inputs}
         for spec in graph.layers:
             arguments = [tensors[name] for name in spec.inbound]
-            tensors[spec.name] = layers[spec.name](arguments if converter(spec.kind).merges else arguments[0])
+            several = converter(spec.kind).merges or len(arguments) > 1  # a TensorFlow op may read several
+            tensors[spec.name] = layers[spec.name](arguments if several else arguments[0])
         model = module.Model(
             [tensors[item.name] for item in graph.inputs], [tensors[name] for name in graph.outputs], name=graph.name
         )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ganport.errors import UnsupportedLayerError
+from ganport.tf_ops import RAW_OPS, TF_FUNCTIONS, op_layer_class, read_tensorflow_op_layer, read_tf_op_lambda
 
 # Activations DL4J's Keras import maps to its own (KerasActivationUtils), under their Keras names.
 DL4J_ACTIVATIONS = (
@@ -59,6 +60,9 @@ class Converter:
     dl4j_problem: Callable[[dict[str, Any]], str | None] = field(default=lambda options: None)
     dl4j_rewrite: str = ""
     merges: bool = False  # takes a list of tensors (Add, Multiply, Concatenate)
+    # Why the layer is not a Keras layer that a .keras file holds by itself ("" when it is one).
+    not_keras: str = ""
+    onnx_note: str = ""  # what the ONNX column of README's table adds
     # How many products one output value sums (ganport.parity's tolerance follows it); 0 for layers that sum nothing.
     accumulation: Callable[[LayerSpec], int] = field(default=lambda spec: 0)
 
@@ -82,9 +86,9 @@ def supported_layers() -> list[str]:
 
 
 def markdown_table() -> str:
-    """The registry as README's table: each layer, and what DL4J gets of it (the rewrite ganport writes, or why the
-    h5 format refuses it; "depends" where only some options are refused: `ganport inspect` says which)."""
-    rows = ["| layer | ONNX | DL4J (`--format h5`) |", "| --- | --- | --- |"]
+    """The registry as README's table: each layer, and what each target gets of it (for DL4J the rewrite ganport
+    writes, or why the h5 format refuses it; "some options refused" where `ganport inspect` says which)."""
+    rows = ["| layer | ONNX | DL4J (`--format h5`) | Keras 3 (`--format keras`) |", "| --- | --- | --- | --- |"]
     for kind in supported_layers():
         entry = _CONVERTERS[kind]
         try:
@@ -94,7 +98,9 @@ def markdown_table() -> str:
             dl4j = "yes, " + (f"{entry.dl4j_rewrite}; " if entry.dl4j_rewrite else "") + "some options refused"
         else:
             dl4j = f"no: {problem}" if problem else "yes" + (f" ({entry.dl4j_rewrite})" if entry.dl4j_rewrite else "")
-        rows.append(f"| {kind} | yes | {dl4j} |")
+        onnx = f"yes ({entry.onnx_note})" if entry.onnx_note else "yes"
+        keras = f"no: {entry.not_keras}" if entry.not_keras else "yes"
+        rows.append(f"| {kind} | {onnx} | {dl4j} | {keras} |")
     return "\n".join(rows) + "\n"
 
 
@@ -237,8 +243,8 @@ register(
 
 
 def _reshape_problem(options: dict[str, Any]) -> str | None:
-    if len(options["target_shape"]) == 2:
-        return "DL4J cannot reshape to rank 3 (DL4J issue 8846)"
+    if len(options["target_shape"]) == 2:  # the h5 format writes a trailing one's output flat instead
+        return "DL4J cannot reshape to rank 3 inside a model (DL4J issue 8846)"
     return None
 
 
@@ -248,7 +254,7 @@ register(
         lambda layer: {"target_shape": tuple(int(side) for side in layer.target_shape)},
         lambda options, name, module: module.layers.Reshape(name=name, **options),
         _reshape_problem,
-        dl4j_rewrite="a preprocessor; a trailing one gives flat outputs",
+        dl4j_rewrite="a preprocessor; a trailing one (any rank) gives flat outputs",
     ),
 )
 register(
@@ -555,6 +561,107 @@ register(
         merges=True,
     ),
 )
+
+
+# --- TensorFlow ops, Python code and the user's own layers: ONNX only --------------------------------------------
+
+
+def _read_tf_op_lambda(layer: Any) -> dict[str, Any]:
+    options = read_tf_op_lambda(layer)
+    if options["function"] not in TF_FUNCTIONS:
+        raise refuse(layer, f"calls tf.{options['function']}, which ganport does not convert ({_TF_OPS_NOTE}).")
+    return options
+
+
+def _read_tensorflow_op_layer(layer: Any) -> dict[str, Any]:
+    op = layer.node_def.op
+    options = read_tensorflow_op_layer(layer) if op in RAW_OPS else None
+    if options is None:
+        raise refuse(layer, f"wraps the TensorFlow op {op} with attributes ganport does not convert ({_RAW_OPS_NOTE}).")
+    return options
+
+
+def _tensorflow_op(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    return op_layer_class(module)(options["function"], options["arguments"], name=name)
+
+
+def _read_custom(layer: Any) -> dict[str, Any]:
+    return {"class": type(layer), "config": layer.get_config()}
+
+
+def _custom(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    kind = options["class"]
+    if not issubclass(kind, module.layers.Layer):
+        made_for = (
+            "tf_keras (Keras 2)" if kind.__module__.startswith("tf_keras") or not is_keras2(module) else "Keras 3"
+        )
+        raise UnsupportedLayerError(
+            f"The custom layer class {kind.__name__} is not a {module.__name__} layer, and this export rebuilds the "
+            f"model in {module.__name__}; pass --custom-objects with a version of it for {module.__name__} "
+            f"(it was written for {made_for})."
+        )
+    return kind.from_config({**options["config"], "name": name})
+
+
+_TF_OPS_NOTE = "tf." + ", tf.".join(TF_FUNCTIONS)
+_RAW_OPS_NOTE = ", ".join(RAW_OPS)
+
+
+def _op_problem(options: dict[str, Any], prefix: str) -> str:
+    op = f" ({prefix}{options['function'].removeprefix('raw_ops.')})" if "function" in options else ""
+    return f"a TensorFlow op{op}, which DL4J's Keras import does not read"
+
+
+for _kind, _read, _prefix, _note in (
+    ("TFOpLambda", _read_tf_op_lambda, "tf.", _TF_OPS_NOTE),
+    ("TensorFlowOpLayer", _read_tensorflow_op_layer, "", _RAW_OPS_NOTE),
+):
+    register(
+        _kind,
+        Converter(
+            _read,
+            _tensorflow_op,
+            lambda options, prefix=_prefix: _op_problem(options, prefix),
+            not_keras="a TensorFlow op that Keras 3 has no layer for",
+            onnx_note=_note,
+        ),
+    )
+register(
+    "Lambda",
+    Converter(
+        # the output shape is given, as Keras 3 cannot always infer it from a function written for tf_keras
+        lambda layer: {
+            "function": layer.function,
+            "arguments": dict(layer.arguments or {}),
+            "output_shape": tuple(layer.output.shape[1:]),
+        },
+        lambda options, name, module: module.layers.Lambda(name=name, **options),
+        lambda options: "Python code, which DL4J's Keras import cannot run",
+        not_keras="Python code, which a .keras file can only hold as bytecode that Keras refuses to load by default",
+        onnx_note="with --trust-code: its Python code runs; the TensorFlow ops it calls are converted",
+    ),
+)
+# Layers whose class comes from outside Keras (a --custom-objects module): rebuilt from their own config.
+CUSTOM = "custom layer"
+register(
+    CUSTOM,
+    Converter(
+        _read_custom,
+        _custom,
+        lambda options: (
+            "a custom layer"
+            + (f" ({options['class'].__name__})" if "class" in options else "")
+            + ", which DL4J's Keras import does not have"
+        ),
+        onnx_note="with --custom-objects: the class's TensorFlow ops are converted",
+    ),
+)
+
+
+def kind_of(layer: Any) -> str:
+    """The registry entry for a layer: its class name, or CUSTOM for a class defined outside Keras."""
+    module = type(layer).__module__
+    return type(layer).__name__ if module.startswith(("keras.", "tf_keras.")) else CUSTOM
 
 
 if __name__ == "__main__":  # python -m ganport.export.layers > the table README holds

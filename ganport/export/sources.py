@@ -31,7 +31,7 @@ from ganport.contract import (
 )
 from ganport.errors import ModelError, UsageError
 from ganport.export.graph import Graph, InputSpec, build, read_graph
-from ganport.loading import is_saved_model, load_as, load_model_file, predict_all
+from ganport.loading import LoadOptions, is_saved_model, load_as, load_model_file, predict_all
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
 
@@ -110,13 +110,15 @@ def source_model(model: Any, stem: str, origin: Path, iterations: int | None = N
 
 
 def load_sources(
-    source: str | Path, weights: Path | None = None, log: Callable[[str], None] | None = None
+    source: str | Path, load: LoadOptions | None = None, log: Callable[[str], None] | None = None
 ) -> list[SourceModel]:
     """A run folder gives its generator and discriminator, each checked for its role; a model file gives itself (an
-    architecture .json with `weights`, or with the weights file found beside it)."""
+    architecture .json with `load.weights`, or with the weights file found beside it; `load` also names the user's
+    custom objects and whether the file's Python code may run)."""
+    load = load or LoadOptions()
     path = Path(source)
     if path.is_dir() and not is_saved_model(path):
-        if weights is not None:
+        if load.weights is not None:
             raise UsageError(f"--weights goes with an architecture .json; {path} is a run folder. Drop --weights.")
         run = RunFolder(path)
         if not run.generator.is_file():
@@ -129,7 +131,7 @@ def load_sources(
             source_model(load_as(file, role), file.stem, file, iterations)
             for file, role in ((run.generator, GENERATOR), (run.discriminator, DISCRIMINATOR))
         ]
-    return [source_model(load_model_file(path, weights, log), path.stem, path)]
+    return [source_model(load_model_file(path, load, log), path.stem, path)]
 
 
 def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:

@@ -85,36 +85,44 @@ def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | 
 
 def dl4j_graph(item: SourceModel) -> Graph:
     """The graph DL4J will import with the same numbers: every layer DL4J would misread refused in one error, and
-    the rewrites that keep the numbers applied (BatchNorm center=False becomes center=True with beta 0)."""
-    problems = [
-        f"{spec.kind} ({spec.name}): {problem}"
-        for spec in item.graph.layers
-        if (problem := converter(spec.kind).dl4j_problem(spec.options)) is not None
-    ]
+    the rewrites that keep the numbers applied (BatchNorm center=False becomes center=True with beta 0; trailing
+    Reshapes DL4J cannot import written flat)."""
+    problems = [f"{kind} ({name}): {problem}" for name, (kind, problem) in dl4j_problems(item.graph).items()]
     problems += dl4j_input_problems(item.graph.inputs)
     if problems:
         raise UnsupportedLayerError(
             f"{item.origin} cannot be written for DL4J 1.0.0-M2.1 without changing its numbers: {'; '.join(problems)}. "
             "Export it to ONNX (DL4J users can run that with ONNX Runtime for Java), or change these layers."
         )
-    graph = item.graph.with_layers([_centered(spec) for spec in item.graph.layers])
-    return graph if graph.is_chain else _without_trailing_reshapes(graph)
+    return _without_trailing_reshapes(item.graph.with_layers([_centered(spec) for spec in item.graph.layers]))
+
+
+def dl4j_problems(graph: Graph) -> dict[str, tuple[str, str]]:
+    """Layer name -> (class, why DL4J would import it with other numbers), for the graph as the h5 format writes it:
+    the one verdict that export and inspect give."""
+    return {
+        spec.name: (spec.kind, problem)
+        for spec in _without_trailing_reshapes(graph).layers
+        if (problem := converter(spec.kind).dl4j_problem(spec.options)) is not None
+    }
 
 
 def _trailing_reshapes(graph: Graph) -> dict[str, LayerSpec]:
-    """The Reshapes that are outputs of a functional graph, by the name of the layer each reads.
+    """The Reshapes that are outputs, by the name of the layer each reads, that the h5 format writes flat.
 
-    DL4J's graph import maps a Reshape to a preprocessor of the layer after it, so one that is an output cannot be
-    imported at all; such outputs are written flat ([batch, H*W*C], C order, the same numbers), as DL4J's Sequential
-    import does by itself."""
-    if graph.is_chain:
-        return {}
+    DL4J's graph import maps a Reshape to a preprocessor of the layer after it, so one that is an output of a
+    functional graph cannot be imported at all, and it cannot reshape to rank 3 anywhere (DL4J issue 8846). Such
+    outputs are written flat ([batch, H*W*C], C order, the same numbers), as DL4J's Sequential import does by itself
+    with a trailing Reshape to an image, which a chain keeps."""
     layers = {spec.name: spec for spec in graph.layers}
     readers = graph.consumers()
     return {
         layers[name].inbound[0]: layers[name]
         for name in graph.outputs
-        if name in layers and layers[name].kind == "Reshape" and readers[name] == ["<output>"]
+        if name in layers
+        and layers[name].kind == "Reshape"
+        and readers[name] == ["<output>"]
+        and (not graph.is_chain or len(layers[name].options["target_shape"]) == 2)
     }
 
 

@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import keras
 
+from ganport.errors import UnsupportedLayerError
 from ganport.export.job import ExportedFile, Job
+from ganport.export.layers import converter
 from ganport.files import atomic_path
 from ganport.loading import predict_all
 
 
 def write(job: Job) -> ExportedFile:
     item, target = job.item, job.target
+    foreign = [
+        f"{spec.name}: {converter(spec.kind).not_keras}" for spec in item.graph.layers if converter(spec.kind).not_keras
+    ]
+    if foreign:
+        raise UnsupportedLayerError(
+            f"{item.origin} cannot be written as a .keras file that reloads by itself: {'; '.join(foreign)}. "
+            "Export it to ONNX."
+        )
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)

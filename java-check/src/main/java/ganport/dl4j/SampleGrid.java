@@ -20,7 +20,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * A JVM user's first step: load a ganport generator and write a PNG grid of its samples, through DL4J (a DL4J-ready
  * HDF5 file) or ONNX Runtime for Java (an ONNX file); the same seed gives the same noise, so the same digits.
  *
- * <p>Usage: {@code SampleGrid GENERATOR.h5|GENERATOR.onnx OUT.png [N] [SEED] [LABELS]}; N defaults to 16, SEED to 0. A conditional
+ * <p>Usage: {@code SampleGrid GENERATOR.h5|GENERATOR.onnx OUT.png [N] [SEED] [LABELS]}; N defaults to 16, SEED to 0;
+ * gray or RGB images of any size (NHWC) make a gray or colour grid. A conditional
  * generator (inputs {@code z} and {@code label}) takes LABELS as {@code 7}, {@code 3,5,8} or {@code 0-9}, one
  * grid row per label with N samples each; without LABELS it samples 0..9. Exit 0 on success, 1 on failure, 2 on bad
  * arguments.
@@ -108,19 +109,20 @@ public final class SampleGrid {
             feeds.put("label", label);
         }
         INDArray images = generator.outputs(feeds)[0];
-        int side = (int) Math.round(Math.sqrt(images.length() / count));
-        if ((long) side * side * count != images.length()) {
-            throw new IllegalStateException("outputs of shape " + java.util.Arrays.toString(images.shape())
-                    + " are not square single-channel images");
-        }
+        int[] image = imageShape(images, count);
+        int height = image[0], width = image[1], channels = image[2];
         float[] pixels = images.castTo(DataType.FLOAT).dup('c').data().asFloat();
-        BufferedImage grid = new BufferedImage(columns * side, rows * side, BufferedImage.TYPE_BYTE_GRAY);
+        BufferedImage grid = new BufferedImage(columns * width, rows * height,
+                channels == 1 ? BufferedImage.TYPE_BYTE_GRAY : BufferedImage.TYPE_INT_RGB);
         for (int i = 0; i < count; i++) {
-            for (int y = 0; y < side; y++) {
-                for (int x = 0; x < side; x++) {
-                    float value = pixels[(i * side + y) * side + x];
-                    int gray = Math.max(0, Math.min(255, Math.round((value + 1) * 127.5f)));
-                    grid.getRaster().setSample((i % columns) * side + x, (i / columns) * side + y, 0, gray);
+            for (int y = 0; y < height; y++) {
+                for (int x = 0; x < width; x++) {
+                    int offset = ((i * height + y) * width + x) * channels;  // NHWC, as Keras and the exports hold it
+                    int left = (i % columns) * width + x, top = (i / columns) * height + y;
+                    for (int c = 0; c < channels; c++) {
+                        int level = Math.max(0, Math.min(255, Math.round((pixels[offset + c] + 1) * 127.5f)));
+                        grid.getRaster().setSample(left, top, c, level);
+                    }
                 }
             }
         }
@@ -135,6 +137,24 @@ public final class SampleGrid {
         } finally {
             Files.deleteIfExists(temporary.toPath());
         }
-        return new int[] {rows, columns, side, side};
+        return new int[] {rows, columns, height, width};
+    }
+
+    /** {height, width, channels} of each of {@code count} images: from an [N, H, W, C] output, or from a flat one
+     * (DL4J drops a trailing Reshape) as a square of 1 or 3 channels, which a length never allows both of. */
+    static int[] imageShape(INDArray images, int count) {
+        long[] shape = images.shape();
+        if (shape.length == 4 && (shape[3] == 1 || shape[3] == 3)) {
+            return new int[] {(int) shape[1], (int) shape[2], (int) shape[3]};
+        }
+        long perImage = images.length() / count;
+        for (int channels : new int[] {1, 3}) {
+            long side = Math.round(Math.sqrt((double) perImage / channels));
+            if (side * side * channels == perImage) {
+                return new int[] {(int) side, (int) side, channels};
+            }
+        }
+        throw new IllegalStateException("outputs of shape " + java.util.Arrays.toString(shape)
+                + " are not images of 1 or 3 channels (NHWC, or flat and square)");
     }
 }
