@@ -29,7 +29,7 @@ from ganport.files import describe_os_error
 from ganport.models import ARCHITECTURES
 from ganport.native_logs import filtered_native_stderr, import_tensorflow_quietly
 from ganport.parity import ATOL
-from ganport.run import TrainConfig
+from ganport.run import TRAIN_DEVICES, TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
 from ganport.serve.settings import (
     DEFAULT_HOST,
@@ -221,6 +221,9 @@ def train(
         bool,
         typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings."),
     ] = False,
+    device: Annotated[
+        _choice(TRAIN_DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
+    ] = TRAIN_DEVICES[0],
 ) -> None:
     """Train the lecture's GAN, DCGAN or the conditional GAN on real MNIST: progress, grids, checkpoints, resume.
 
@@ -253,9 +256,9 @@ def train(
 
         with filtered_native_stderr():  # grappler's C++ messages about fusions it skips are not the user's problem
             result = (
-                training.resume(out, iterations, console=console)
+                training.resume(out, iterations, console=console, device=device)
                 if config is None
-                else training.train(config, out, console=console)
+                else training.train(config, out, console=console, device=device)
             )
         console.print(f"run folder: {result.run_dir} (iteration {result.iteration}, {result.seconds:.0f} s)")
         if result.exit_code:

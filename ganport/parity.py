@@ -90,6 +90,11 @@ def describe_provenance(record: dict[str, str] | None) -> str:
     return ", ".join(parts)
 
 
+def describe_cpu() -> str:
+    """This CPU and the vector ISA its kernels use, e.g. `AMD EPYC, AVX-512 + VNNI + BF16`."""
+    return f"{_cpu_name()}, {_vector_isa()}"
+
+
 def _cpu_flags_and_name() -> tuple[set[str], str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -16,6 +16,9 @@ from ganport.errors import RunFolderError, UsageError
 from ganport.files import exclusive, output_errors, write_text_atomically
 from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
+# Where training runs: a GPU when TensorFlow sees one (auto), the CPU, or a GPU or nothing (cuda).
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"

@@ -31,10 +31,11 @@ from tensorflow.core.util import event_pb2
 from ganport import images
 from ganport.contract import CLASSES
 from ganport.data import load_dataset
-from ganport.errors import OutputError, RunFolderError, TrainingDivergedError, UsageError
+from ganport.errors import OutputError, RunFolderError, RuntimeUnavailableError, TrainingDivergedError, UsageError
 from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
 from ganport.models import network_input
-from ganport.run import LOCK_FILE, RunFolder, TrainConfig
+from ganport.parity import describe_cpu
+from ganport.run import LOCK_FILE, TRAIN_DEVICES, RunFolder, TrainConfig
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
 GRID_COLUMNS = 5
@@ -100,8 +101,17 @@ class GanTrainer(tf.Module):
             if variable.name == "seed_generator_state"
         ]
         self.loss = keras.losses.BinaryCrossentropy()
-        self.steps = tf.function(self._steps, jit_compile=config.jit_compile)
-        self.pretrain_steps = tf.function(self._pretrain_steps, jit_compile=config.jit_compile)
+        if config.jit_compile and _convolutional(self.generator, self.discriminator):
+            # XLA's CPU convolution gradients inside a compiled loop run ~25x slower than the same step compiled
+            # alone (the loop body's layouts; jax-ml/jax#12868, bench/xla_conv_loop.py): compile each iteration,
+            # and loop in TensorFlow, which costs a call per iteration, nothing beside a DCGAN iteration.
+            self._step = tf.function(self._step, jit_compile=True)
+            self._discriminator_step = tf.function(self._discriminator_step, jit_compile=True)
+            self.steps = tf.function(self._steps)
+            self.pretrain_steps = tf.function(self._pretrain_steps)
+        else:
+            self.steps = tf.function(self._steps, jit_compile=config.jit_compile)
+            self.pretrain_steps = tf.function(self._pretrain_steps, jit_compile=config.jit_compile)
 
     def _real_batch(self, size: int) -> tuple[tf.Tensor, tf.Tensor | None]:
         """Real images in [-1, 1] and, for a conditional GAN, their class labels [size, 1]."""
@@ -210,6 +220,14 @@ class GanTrainer(tf.Module):
         )
 
 
+def _convolutional(*models: keras.Model) -> bool:
+    """Whether any of the models (nested ones opened) has a convolution."""
+    layers = [layer for model in models for layer in model.layers]
+    return any(
+        _convolutional(layer) if isinstance(layer, keras.Model) else "Conv" in type(layer).__name__ for layer in layers
+    )
+
+
 def _class_labels(config: TrainConfig, labels: np.ndarray | None) -> np.ndarray:
     """The training labels a conditional GAN needs, checked against the classes its embeddings have."""
     if labels is None:
@@ -261,14 +279,42 @@ def run_ops_in_order(console: Console) -> None:
             )
 
 
-def train(config: TrainConfig, out: str | Path | None = None, console: Console | None = None) -> TrainResult:
-    """Start a new run in `out` (default runs/<timestamp>). SIGINT or SIGTERM saves a checkpoint and returns."""
+def select_device(device: str = "auto") -> str:
+    """Make TensorFlow train on `device`, and say what that is. A GPU is used only if TensorFlow sees one; `cuda`
+    without one is an error, never a silent fall back to the CPU."""
+    if device not in TRAIN_DEVICES:
+        raise UsageError(f"Unknown device {device!r}; choose one of {', '.join(TRAIN_DEVICES)}.")
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as error:  # TensorFlow's runtime started earlier in this process
+            raise RuntimeUnavailableError(
+                "TensorFlow started on the GPU before training; start a new process to train on the CPU."
+            ) from error
+        gpus = []
+    if device == "cuda" and not gpus:
+        raise RuntimeUnavailableError(
+            "--device cuda: TensorFlow sees no GPU here (it needs an NVIDIA driver and `pip install "
+            "tensorflow[and-cuda]`); train with --device cpu or auto."
+        )
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU {details.get('device_name', gpus[0].name)} (TensorFlow sees {len(gpus)})"
+    return f"CPU {describe_cpu()}, {os.cpu_count()} cores"
+
+
+def train(
+    config: TrainConfig, out: str | Path | None = None, console: Console | None = None, device: str = "auto"
+) -> TrainResult:
+    """Start a new run in `out` (default runs/<timestamp>) on `device` (TRAIN_DEVICES). SIGINT or SIGTERM saves a
+    checkpoint and returns."""
     run = RunFolder(out or default_run_dir())
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"--out {run.path} is a file; pass a folder for the run.")
     if run.path.is_dir() and any(entry.name != LOCK_FILE for entry in run.path.iterdir()):
         raise RunFolderError(_occupied(run))
-    return _run(config, run, resume=False, console=console or Console(stderr=True))
+    return _run(config, run, resume=False, console=console or Console(stderr=True), device=device)
 
 
 def _occupied(run: RunFolder) -> str:
@@ -283,8 +329,11 @@ def _occupied(run: RunFolder) -> str:
     )
 
 
-def resume(out: str | Path, iterations: int | None = None, console: Console | None = None) -> TrainResult:
-    """Continue a run from its last complete checkpoint (or from iteration 0 if it has none) with its settings."""
+def resume(
+    out: str | Path, iterations: int | None = None, console: Console | None = None, device: str = "auto"
+) -> TrainResult:
+    """Continue a run from its last complete checkpoint (or from iteration 0 if it has none) with its settings, on
+    `device` (a run may move between machines)."""
     run = RunFolder(out)
     if not run.config.is_file():
         raise RunFolderError(
@@ -293,7 +342,7 @@ def resume(out: str | Path, iterations: int | None = None, console: Console | No
     config = run.read_config()
     if iterations is not None:
         config = dataclasses.replace(config, iterations=iterations)
-    return _run(config, run, resume=True, console=console or Console(stderr=True))
+    return _run(config, run, resume=True, console=console or Console(stderr=True), device=device)
 
 
 @contextlib.contextmanager
@@ -319,7 +368,8 @@ def _stop_requests() -> Iterator[list[int]]:
             signal.signal(number, handler)
 
 
-def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console) -> TrainResult:
+def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, device: str) -> TrainResult:
+    console.print(f"device: {select_device(device)}", markup=False)
     run_ops_in_order(console)
     dataset = load_dataset(config.dataset, config.data_path)  # before the folder exists: bad data leaves nothing
     console.print(f"data: {len(dataset.x_train)} images from {dataset.source}", markup=False)

@@ -165,3 +165,17 @@ def test_a_dcgan_run_prints_no_tensorflow_cpp_error_lines(tmp_path):
     output = result.stdout + result.stderr
     native = [line for line in output.splitlines() if re.match(r"[EWF]\d{4} ", line)]
     assert native == [] and "remapper" not in output, native
+    assert re.search(r"^device: (CPU .*(AVX|SSE)|GPU )", output, re.MULTILINE), output[-2000:]
+
+
+def test_training_on_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import assert_one_line_error
+    from ganport.cli import app
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees a GPU here")
+    result = CliRunner().invoke(app, ["train", "--device", "cuda", "--iterations", "2", "--out", str(tmp_path / "r")])
+    assert_one_line_error(result, "--device cuda: TensorFlow sees no GPU", "--device cpu")
+    assert not (tmp_path / "r").exists()
