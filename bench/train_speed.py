@@ -1,5 +1,6 @@
 """ms per training iteration, for each architecture: the lecture's loop (predict + 3 x train_on_batch) against
-ganport's compiled step with and without XLA, and what share of this machine's convolution/GEMM rate each reaches.
+ganport's compiled step with and without XLA (and in bfloat16 mixed precision where the CPU has AVX512_BF16 or AMX),
+and what share of this machine's convolution/GEMM rate each reaches (bfloat16 rows: of the float32 rates).
 
 Everything runs in this one process on the same machine and the same real MNIST images. Each contender is warmed
 up (tracing and compilation excluded), then timed in several runs; the table gives the median and the speed-up over
@@ -31,7 +32,7 @@ from rich.table import Table
 from ganport.data import load_dataset
 from ganport.lecture import SeedStyleGan
 from ganport.models import ARCHITECTURES
-from ganport.parity import describe_cpu
+from ganport.parity import cpu_flags, describe_cpu
 from ganport.run import TrainConfig
 from ganport.train import MAX_CHUNK, GanTrainer, run_ops_in_order
 
@@ -131,6 +132,12 @@ def main() -> None:
             )
             contenders[name] = (lambda t=trainer, c=chunk: t.train_steps(c), chunk)
         flops = iteration_flops(trainer)
+        if {"avx512_bf16", "amx_bf16"} & cpu_flags():  # opt-in bfloat16, where the CPU computes it natively
+            config = TrainConfig(model=model, seed=0, precision="bf16")
+            mixed = GanTrainer(config, dataset.x_train, dataset.y_train)
+            chunk = min(MAX_CHUNK, iterations)
+            name = f"ganport step, bf16 mixed precision, {'XLA' if config.jit_compile else 'no XLA'}, {chunk} it/call"
+            contenders[name] = (lambda t=mixed, c=chunk: t.train_steps(c), chunk)
         baseline = None
         for name, (step, chunk) in contenders.items():
             warmup = max(1, min(MAX_CHUNK, iterations) // chunk)

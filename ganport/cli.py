@@ -29,7 +29,7 @@ from ganport.files import describe_os_error
 from ganport.models import ARCHITECTURES
 from ganport.native_logs import filtered_native_stderr, import_tensorflow_quietly
 from ganport.parity import ATOL
-from ganport.run import TRAIN_DEVICES, TrainConfig
+from ganport.run import TRAIN_DEVICES, TRAIN_PRECISIONS, TrainConfig
 from ganport.runtime import DEFAULT_BATCH, DEVICES
 from ganport.serve.settings import (
     DEFAULT_HOST,
@@ -221,6 +221,13 @@ def train(
         bool,
         typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings."),
     ] = False,
+    precision: Annotated[
+        _choice(TRAIN_PRECISIONS),
+        typer.Option(
+            help="bf16: bfloat16 mixed precision (float32 weights), opt-in, for CPUs with AVX512_BF16 or AMX and GPUs; "
+            "saved models stay float32."
+        ),
+    ] = DEFAULTS.precision,
     device: Annotated[
         _choice(TRAIN_DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
     ] = TRAIN_DEVICES[0],
@@ -250,6 +257,7 @@ def train(
                 ema_decay=ema,
                 label_smoothing=label_smoothing,
                 pretrain_discriminator=pretrain_discriminator,
+                precision=precision,
             )
         import_tensorflow_quietly()
         from ganport import train as training

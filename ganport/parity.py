@@ -90,6 +90,11 @@ def describe_provenance(record: dict[str, str] | None) -> str:
     return ", ".join(parts)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo's names: avx2, avx512_bf16, amx_bf16, ...); empty where unknown."""
+    return _cpu_flags_and_name()[0]
+
+
 def describe_cpu() -> str:
     """This CPU and the vector ISA its kernels use, e.g. `AMD EPYC, AVX-512 + VNNI + BF16`."""
     return f"{_cpu_name()}, {_vector_isa()}"

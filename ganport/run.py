@@ -18,6 +18,9 @@ from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
 # Where training runs: a GPU when TensorFlow sees one (auto), the CPU, or a GPU or nothing (cuda).
 TRAIN_DEVICES = ("auto", "cpu", "cuda")
+# Training's arithmetic, as Keras dtype policies: float32, or opt-in bfloat16 mixed precision (float32 weights and
+# optimizer, bfloat16 products), which oneDNN runs natively on CPUs with AVX512_BF16 or AMX.
+TRAIN_PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
@@ -52,6 +55,7 @@ class TrainConfig:
     # The lecture's tip, off by default: this many discriminator-only updates (real vs the untrained generator's
     # fakes) before the first iteration.
     pretrain_discriminator: int = 0
+    precision: str = "fp32"  # a name in TRAIN_PRECISIONS
 
     def __post_init__(self) -> None:
         if self.model not in ARCHITECTURES:
@@ -61,6 +65,8 @@ class TrainConfig:
             object.__setattr__(self, "iterations", self.architecture.iterations)
         if self.jit_compile is None:
             object.__setattr__(self, "jit_compile", self.architecture.xla)
+        if self.precision not in TRAIN_PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}. Received: {self.precision!r}")
         if self.pretrain_discriminator < 0:
             raise UsageError(f"pretrain-discriminator must be 0 or more. Received: {self.pretrain_discriminator}")
         positive = (

@@ -34,8 +34,8 @@ from ganport.data import load_dataset
 from ganport.errors import OutputError, RunFolderError, RuntimeUnavailableError, TrainingDivergedError, UsageError
 from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
 from ganport.models import network_input
-from ganport.parity import describe_cpu
-from ganport.run import LOCK_FILE, TRAIN_DEVICES, RunFolder, TrainConfig
+from ganport.parity import cpu_flags, describe_cpu
+from ganport.run import LOCK_FILE, TRAIN_DEVICES, TRAIN_PRECISIONS, RunFolder, TrainConfig
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
 GRID_COLUMNS = 5
@@ -74,16 +74,21 @@ class GanTrainer(tf.Module):
         self.config = config
         architecture = config.architecture
         keras.utils.set_random_seed(config.seed)
-        self.generator = architecture.build_generator(config.latent_dim)
-        self.discriminator = architecture.build_discriminator()
+        with dtype_policy(TRAIN_PRECISIONS[config.precision]):
+            self.generator = architecture.build_generator(config.latent_dim)
+            self.discriminator = architecture.build_discriminator()
+            self.generator_ema = None
+            if config.ema_decay:
+                self.generator_ema = architecture.build_generator(config.latent_dim)
         self.generator_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
         self.discriminator_optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
         self.generator_optimizer.build(self.generator.trainable_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-        self.generator_ema = None
-        if config.ema_decay:
-            self.generator_ema = architecture.build_generator(config.latent_dim)
+        if self.generator_ema is not None:
             self.generator_ema.set_weights(self.generator.get_weights())
+        self.float32_copies = None  # what a bfloat16 run saves (saved_models)
+        if config.precision != "fp32":
+            self.float32_copies = [architecture.build_generator(config.latent_dim), architecture.build_discriminator()]
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
         self.pretrained = tf.Variable(0, dtype=tf.int64, trainable=False, name="pretrained")
@@ -130,7 +135,8 @@ class GanTrainer(tf.Module):
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """One Adam step of the discriminator alone on a batch that is all real (1) or all fake (0)."""
         with tf.GradientTape() as tape:
-            prediction = self.discriminator(network_input(batch, classes), training=True)
+            # float32 scores (a bfloat16 run's are bfloat16): the loss and its gradient start in float32
+            prediction = tf.cast(self.discriminator(network_input(batch, classes), training=True), tf.float32)
             targets = tf.fill(tf.shape(prediction), label)
             loss = self.loss(targets, prediction)
         variables = self.discriminator.trainable_variables
@@ -147,7 +153,7 @@ class GanTrainer(tf.Module):
         """
         with tf.GradientTape() as tape:
             fakes = self.generator(network_input(noise, classes), training=True)
-            prediction = self.discriminator(network_input(fakes, classes), training=True)
+            prediction = tf.cast(self.discriminator(network_input(fakes, classes), training=True), tf.float32)
             loss = self.loss(tf.ones_like(prediction), prediction)
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
@@ -203,6 +209,15 @@ class GanTrainer(tf.Module):
         """The generator a run exports and samples from: the moving average when EMA is on."""
         return self.generator_ema if self.generator_ema is not None else self.generator
 
+    def saved_models(self) -> tuple[keras.Model, keras.Model]:
+        """The generator and discriminator a run saves, in float32: a bfloat16 run's are rebuilt in float32 with
+        the same (float32) weights, so exports, sampling and eval compute as with any other run."""
+        if self.float32_copies is None:
+            return self.shipped_generator, self.discriminator
+        for copy, model in zip(self.float32_copies, (self.shipped_generator, self.discriminator), strict=True):
+            copy.set_weights(model.get_weights())
+        return self.float32_copies[0], self.float32_copies[1]
+
     def checkpoint(self) -> tf.train.Checkpoint:
         extra = {} if self.generator_ema is None else {"generator_ema": self.generator_ema}
         if self.config.pretrain_discriminator:  # only then: runs from before the option restore as they were saved
@@ -226,6 +241,27 @@ def _convolutional(*models: keras.Model) -> bool:
     return any(
         _convolutional(layer) if isinstance(layer, keras.Model) else "Conv" in type(layer).__name__ for layer in layers
     )
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras builds layers with the dtype policy `name` inside this block (Keras has one global policy)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def require_precision_support(precision: str, device: str) -> None:
+    """Refuse bfloat16 training where nothing computes it natively: oneDNN would emulate it, slower than float32."""
+    native = {"avx512_bf16", "amx_bf16"} & cpu_flags()
+    if precision == "bf16" and not device.startswith("GPU") and not native:
+        raise RuntimeUnavailableError(
+            f"--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one: {describe_cpu()}) or a GPU; elsewhere "
+            "bfloat16 is emulated and trains slower than fp32. Train with --precision fp32."
+        )
 
 
 def _class_labels(config: TrainConfig, labels: np.ndarray | None) -> np.ndarray:
@@ -369,7 +405,11 @@ def _stop_requests() -> Iterator[list[int]]:
 
 
 def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, device: str) -> TrainResult:
-    console.print(f"device: {select_device(device)}", markup=False)
+    used = select_device(device)
+    require_precision_support(config.precision, used)
+    console.print(
+        f"device: {used}" + (", bfloat16 mixed precision" if config.precision == "bf16" else ""), markup=False
+    )
     run_ops_in_order(console)
     dataset = load_dataset(config.dataset, config.data_path)  # before the folder exists: bad data leaves nothing
     console.print(f"data: {len(dataset.x_train)} images from {dataset.source}", markup=False)
@@ -523,7 +563,7 @@ def _loop(
         except tf.errors.OpError as error:  # TensorFlow's file system reports ENOSPC/EROFS as its own errors
             reason = str(error).splitlines()[0]
             raise OutputError(f"cannot write a checkpoint in {run.checkpoints}: {reason}") from error
-        for model, target in ((trainer.shipped_generator, run.generator), (trainer.discriminator, run.discriminator)):
+        for model, target in zip(trainer.saved_models(), (run.generator, run.discriminator), strict=True):
             with atomic_path(target) as temporary:
                 model.save(temporary)
         state = {"iteration": iteration, "checkpoint": Path(path).name, "config": dataclasses.asdict(config)}
@@ -574,7 +614,8 @@ def _loop(
                         console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
                         heartbeat = now
                 if iteration % config.save_interval == 0 or iteration == config.iterations:
-                    pictures = images.to_uint8(trainer.shipped_generator(grid_inputs, training=False).numpy())
+                    made = trainer.shipped_generator(grid_inputs, training=False)
+                    pictures = images.to_uint8(np.asarray(made, np.float32))
                     images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=grid_columns)
                     tf.summary.image("samples", pictures, step=iteration, max_outputs=len(pictures))
                 if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:

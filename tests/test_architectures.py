@@ -73,6 +73,34 @@ def test_each_architecture_trains_end_to_end_and_resumes_to_the_same_weights(mod
             np.testing.assert_array_equal(left, right, err_msg=name)
 
 
+def test_bf16_mixed_precision_is_opt_in_reproducible_and_saves_float32_models(tmp_path):
+    """--precision bf16 computes in bfloat16 with float32 weights where the CPU has AVX512_BF16 or AMX (elsewhere it
+    is refused in one line, before anything is written); it resumes bit-exactly, and the run's saved models are
+    float32, so they export with float32 parity."""
+    from ganport.errors import RuntimeUnavailableError
+    from ganport.export import export
+    from ganport.parity import cpu_flags
+
+    with pytest.raises(UsageError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp16")
+    if not {"avx512_bf16", "amx_bf16"} & cpu_flags() and not tf.config.list_physical_devices("GPU"):
+        with pytest.raises(RuntimeUnavailableError, match="AVX512_BF16 or AMX"):
+            train(small("dcgan", precision="bf16"), tmp_path / "straight")
+        assert not (tmp_path / "straight").exists()
+        return
+    train(small("dcgan", precision="bf16"), tmp_path / "straight")
+    train(small("dcgan", iterations=3, precision="bf16"), tmp_path / "split")
+    assert resume(tmp_path / "split", iterations=6).iteration == 6
+    expected, resumed = saved_weights(tmp_path / "straight"), saved_weights(tmp_path / "split")
+    for name, arrays in expected.items():
+        for left, right in zip(arrays, resumed[name], strict=True):
+            np.testing.assert_array_equal(left, right, err_msg=name)
+    generator = keras.saving.load_model(tmp_path / "straight" / "generator.keras")
+    assert {layer.dtype_policy.name for layer in generator.layers} == {"float32"}
+    exported = export(tmp_path / "straight", "onnx", tmp_path / "export", log=lambda line: None)
+    assert all(item.comparison.passed for item in exported)
+
+
 def test_conditional_models_take_the_batch_labels_and_refuse_unlabelled_data():
     images = np.zeros((64, 28, 28), np.uint8)
     trainer = GanTrainer(TrainConfig(model="cgan", seed=0), images, np.arange(64) % 10)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,24 @@ from ganport.parity import provenance
 
 OPSET = 17
 BATCH_AXIS = "batch"
+
+
+class _OneLineOptimizerFailure(logging.Filter):
+    """tf2onnx logs an optimiser that fails on a graph, and skips it, with a whole traceback (its transpose optimiser
+    fails on a scalar added after a layout change); one line says the same, and the file is still checked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = (
+                f"{record.getMessage()} ({type(error).__name__}: {error}): tf2onnx skipped that optimisation; the "
+                "file is checked against Keras all the same"
+            )
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("tf2onnx.optimizer").addFilter(_OneLineOptimizerFailure())
 
 
 class NearestResize(keras.layers.Layer):
