@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -63,7 +64,7 @@ def op_times(logdir: Path) -> collections.Counter:
                 continue
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name.split(":")[-1]
-                stem = name.split(".")[0].rstrip("_0123456789")
+                stem = re.sub(r"(_\d+)?(\.\d+)?$", "", name)
                 if stem not in WRAPPERS:
                     times[stem] += event.duration_ps / 1e12
     return times

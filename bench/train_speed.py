@@ -32,7 +32,7 @@ from rich.table import Table
 from ganport.data import load_dataset
 from ganport.lecture import SeedStyleGan
 from ganport.models import ARCHITECTURES
-from ganport.parity import cpu_flags, describe_cpu
+from ganport.parity import describe_cpu, native_bfloat16
 from ganport.run import TrainConfig
 from ganport.train import MAX_CHUNK, GanTrainer, run_ops_in_order
 
@@ -132,7 +132,7 @@ def main() -> None:
             )
             contenders[name] = (lambda t=trainer, c=chunk: t.train_steps(c), chunk)
         flops = iteration_flops(trainer)
-        if {"avx512_bf16", "amx_bf16"} & cpu_flags():  # opt-in bfloat16, where the CPU computes it natively
+        if native_bfloat16():  # opt-in bfloat16, where oneDNN computes it natively
             config = TrainConfig(model=model, seed=0, precision="bf16")
             mixed = GanTrainer(config, dataset.x_train, dataset.y_train)
             chunk = min(MAX_CHUNK, iterations)

@@ -90,9 +90,15 @@ def describe_provenance(record: dict[str, str] | None) -> str:
     return ", ".join(parts)
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (/proc/cpuinfo's names: avx2, avx512_bf16, amx_bf16, ...); empty where unknown."""
-    return _cpu_flags_and_name()[0]
+# oneDNN's ISA levels (ONEDNN_MAX_CPU_ISA) that compute bfloat16 natively; below them oneDNN has no bfloat16 kernels.
+_BFLOAT16_ISA_LEVELS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "ALL", "DEFAULT")
+
+
+def native_bfloat16() -> bool:
+    """Whether oneDNN computes bfloat16 natively here: a CPU with AVX512_BF16 or AMX, not capped below them by
+    ONEDNN_MAX_CPU_ISA (where a bfloat16 product then aborts the process)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags_and_name()[0]) and cap.startswith(_BFLOAT16_ISA_LEVELS)
 
 
 def describe_cpu() -> str:

@@ -34,7 +34,7 @@ from ganport.data import load_dataset
 from ganport.errors import OutputError, RunFolderError, RuntimeUnavailableError, TrainingDivergedError, UsageError
 from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
 from ganport.models import network_input
-from ganport.parity import cpu_flags, describe_cpu
+from ganport.parity import describe_cpu, native_bfloat16
 from ganport.run import LOCK_FILE, TRAIN_DEVICES, TRAIN_PRECISIONS, RunFolder, TrainConfig
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
@@ -256,11 +256,12 @@ def dtype_policy(name: str) -> Iterator[None]:
 
 def require_precision_support(precision: str, device: str) -> None:
     """Refuse bfloat16 training where nothing computes it natively: oneDNN would emulate it, slower than float32."""
-    native = {"avx512_bf16", "amx_bf16"} & cpu_flags()
-    if precision == "bf16" and not device.startswith("GPU") and not native:
+    if precision == "bf16" and not device.startswith("GPU") and not native_bfloat16():
+        cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+        capped = f", ONEDNN_MAX_CPU_ISA={cap}" if cap else ""
         raise RuntimeUnavailableError(
-            f"--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one: {describe_cpu()}) or a GPU; elsewhere "
-            "bfloat16 is emulated and trains slower than fp32. Train with --precision fp32."
+            f"--precision bf16 needs a CPU with AVX512_BF16 or AMX that oneDNN may use (this one: {describe_cpu()}"
+            f"{capped}) or a GPU; elsewhere oneDNN has no bfloat16 kernels. Train with --precision fp32."
         )
 
 
