@@ -255,7 +255,8 @@ def dtype_policy(name: str) -> Iterator[None]:
 
 
 def require_precision_support(precision: str, device: str) -> None:
-    """Refuse bfloat16 training where nothing computes it natively: oneDNN would emulate it, slower than float32."""
+    """Refuse bfloat16 training where nothing computes it natively: oneDNN has no bfloat16 kernels there (capped by
+    ONEDNN_MAX_CPU_ISA, a bfloat16 product aborts the process)."""
     if precision == "bf16" and not device.startswith("GPU") and not native_bfloat16():
         cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
         capped = f", ONEDNN_MAX_CPU_ISA={cap}" if cap else ""
