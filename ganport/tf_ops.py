@@ -83,9 +83,29 @@ def stored_op(layer_config: dict) -> tuple[str, str] | None:
 
 
 def is_python_lambda(layer_config: dict) -> bool:
-    """A Lambda layer whose function is stored as Python bytecode, which loading it would run."""
+    """A Lambda layer whose function or output shape is stored as Python bytecode, which loading it would run (a
+    named function is looked up instead, never read from the file)."""
     config = layer_config.get("config") or {}
-    return layer_config.get("class_name") == "Lambda" and config.get("function_type", "lambda") == "lambda"
+    if layer_config.get("class_name") != "Lambda":
+        return False
+    function = config.get("function")
+    stored_tuple = isinstance(function, list | tuple) or (isinstance(function, dict) and _is_tuple(function))
+    bytecode_by_default = "lambda" if stored_tuple else "function"
+    return _is_bytecode(function, config.get("function_type", bytecode_by_default)) or _is_bytecode(
+        config.get("output_shape"), config.get("output_shape_type", "raw")
+    )
+
+
+def _is_bytecode(value: Any, stored_as: str) -> bool:
+    # Keras 3 marks stored code {"class_name": "__lambda__", ...}; Keras 2 says "lambda" in a *_type field beside it
+    # (its SavedModel metadata writes the code tuple as {"class_name": "__tuple__", "items": [...]}).
+    if isinstance(value, dict) and not _is_tuple(value):
+        return value.get("class_name") == "__lambda__"
+    return value is not None and stored_as == "lambda"
+
+
+def _is_tuple(value: dict) -> bool:
+    return value.get("class_name") == "__tuple__"
 
 
 def layer_configs(config: Any) -> Iterator[dict]:

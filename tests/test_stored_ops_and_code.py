@@ -317,3 +317,21 @@ def test_a_keras_2_13_zip_is_read_by_tf_keras(tmp_path):
     assert type(loaded).__module__.startswith("tf_keras")
     (exported,) = export(path, "onnx", tmp_path / "out", log=_quiet)
     assert exported.comparison.passed and exported.role == "generator"
+
+
+@pytest.mark.parametrize(
+    ("config", "code"),
+    [
+        ({"function": ["4wEAAAAA", None, None], "function_type": "lambda"}, True),  # Keras 2 bytecode
+        ({"function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAA"}}}, True),  # Keras 3 bytecode
+        ({"function": "depth_to_space_2", "function_type": "function"}, False),  # looked up by name
+        ({"function": {"class_name": "function", "config": "depth_to_space_2"}}, False),
+        ({"function": "f", "function_type": "function", "output_shape": ["4wEA", None, None]}, False),  # raw shape
+        ({"function": "f", "function_type": "function", "output_shape": ["4wEA"], "output_shape_type": "lambda"}, True),
+        ({"function": {"class_name": "__tuple__", "items": ["4wEA", None, None]}, "function_type": "lambda"}, True),
+    ],
+)
+def test_only_lambdas_that_store_python_code_need_trust(config, code):
+    from ganport.tf_ops import is_python_lambda
+
+    assert is_python_lambda({"class_name": "Lambda", "config": config}) is code

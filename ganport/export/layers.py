@@ -585,6 +585,17 @@ def _tensorflow_op(options: dict[str, Any], name: str, module: ModuleType) -> An
     return op_layer_class(module)(options["function"], options["arguments"], name=name)
 
 
+def _read_lambda(layer: Any) -> dict[str, Any]:
+    if not callable(getattr(layer, "function", None)):  # Keras revived it from traced graphs, without its code
+        raise refuse(layer, "was loaded without its Python function, so it cannot be rebuilt; pass --trust-code.")
+    # the output shape is given, as Keras 3 cannot always infer it from a function written for tf_keras
+    return {
+        "function": layer.function,
+        "arguments": dict(layer.arguments or {}),
+        "output_shape": tuple(layer.output.shape[1:]),
+    }
+
+
 def _read_custom(layer: Any) -> dict[str, Any]:
     return {"class": type(layer), "config": layer.get_config()}
 
@@ -629,12 +640,7 @@ for _kind, _read, _prefix, _note in (
 register(
     "Lambda",
     Converter(
-        # the output shape is given, as Keras 3 cannot always infer it from a function written for tf_keras
-        lambda layer: {
-            "function": layer.function,
-            "arguments": dict(layer.arguments or {}),
-            "output_shape": tuple(layer.output.shape[1:]),
-        },
+        _read_lambda,
         lambda options, name, module: module.layers.Lambda(name=name, **options),
         lambda options: "Python code, which DL4J's Keras import cannot run",
         not_keras="Python code, which a .keras file can only hold as bytecode that Keras refuses to load by default",
