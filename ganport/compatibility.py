@@ -52,7 +52,7 @@ def inspect_model(
     """Report on the model file at `path` (`load`: what it needs from its user, as export takes it), layer by layer,
     with one verdict per export format."""
     from ganport.export.graph import Graph, read_layer, trace
-    from ganport.export.layers import converter
+    from ganport.export.layers import converter, keras_file_problems
     from ganport.export.sources import source_model
     from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
     from ganport.loading import load_model_file
@@ -110,7 +110,7 @@ def inspect_model(
             everywhere.append(str(error))
     dl4j = [f"{layer.name}: {layer.dl4j_problem}" for layer in layers if layer.dl4j_problem and not layer.supported]
     dl4j += dl4j_input_problems(inputs)
-    keras_only = [f"{layer.name}: {layer.not_keras}" for layer in layers if layer.not_keras]
+    keras_only = keras_file_problems(read)
     verdicts = {
         name: everywhere + (dl4j if fmt.for_dl4j else []) + (keras_only if fmt.keras_layers_only else [])
         for name, fmt in FORMATS.items()

@@ -10,7 +10,7 @@ What DL4J 1.0.0-M2.1 reads of each layer comes from its source (../shared/resear
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -662,6 +662,11 @@ register(
         onnx_note="with --custom-objects: the class's TensorFlow ops are converted",
     ),
 )
+
+
+def keras_file_problems(specs: Iterable[LayerSpec]) -> list[str]:
+    """`name: why` for each layer a .keras file cannot hold by itself: the one verdict export and inspect give."""
+    return [f"{spec.name}: {converter(spec.kind).not_keras}" for spec in specs if converter(spec.kind).not_keras]
 
 
 def kind_of(layer: Any) -> str:

@@ -9,16 +9,14 @@ import keras
 
 from ganport.errors import UnsupportedLayerError
 from ganport.export.job import ExportedFile, Job
-from ganport.export.layers import converter
+from ganport.export.layers import keras_file_problems
 from ganport.files import atomic_path
 from ganport.loading import predict_all
 
 
 def write(job: Job) -> ExportedFile:
     item, target = job.item, job.target
-    foreign = [
-        f"{spec.name}: {converter(spec.kind).not_keras}" for spec in item.graph.layers if converter(spec.kind).not_keras
-    ]
+    foreign = keras_file_problems(item.graph.layers)
     if foreign:
         raise UnsupportedLayerError(
             f"{item.origin} cannot be written as a .keras file that reloads by itself: {'; '.join(foreign)}. "
