@@ -128,6 +128,7 @@ def main() -> None:
         "xla": trainer.config.jit_compile,
         "wall_ms": wall * 1000,
         "gflop_per_iteration": flops / 1e9,
+        "executed_gflop_per_iteration": iteration_flops(trainer, executed=True) / 1e9,
         "groups_ms": {name: seconds * 1000 for name, seconds in groups.items()},
         "ops_ms": {op: seconds * 1000 for op, seconds in per_iteration.items()},
         "step_ms": step_ms,

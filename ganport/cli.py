@@ -81,7 +81,12 @@ MAX_GRID_IMAGES = 10000
 DEFAULTS = TrainConfig()
 SERVE_SETTINGS = ServeSettings()
 SCHEDULES = ", ".join(f"{item.name} {item.iterations}" for item in ARCHITECTURES.values())
-NO_XLA = ", ".join(item.name for item in ARCHITECTURES.values() if not item.xla)
+NO_XLA = ", ".join(
+    f"{item.name} in {precision}"
+    for item in ARCHITECTURES.values()
+    for precision in TRAIN_PRECISIONS
+    if precision not in item.xla_precisions
+)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

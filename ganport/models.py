@@ -165,9 +165,10 @@ class Architecture:
     build_discriminator: Callable[[], Any]
     iterations: int  # the schedule of the code it comes from: the lecture's, or Keras-GAN's dcgan.py / cgan.py
     conditional: bool = False  # both networks also take the class label
-    # Whether XLA compiles its training step faster than TensorFlow's own kernels: the MLPs gain from XLA's fusion,
-    # while oneDNN's convolutions beat XLA's on these CPUs (DCGAN 153 vs 306 ms/it, bench/train_speed.py).
-    xla: bool = True
+    # The precisions (ganport.run.TRAIN_PRECISIONS) in which XLA trains it faster than TensorFlow's own kernels
+    # (bench/train_speed.py): XLA fuses the element-wise work around the products, but in bfloat16 oneDNN's native
+    # convolutions win (DCGAN: float32 119 ms XLA vs 130 oneDNN, bfloat16 123 vs 109).
+    xla_precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
 ARCHITECTURES = {
@@ -180,7 +181,7 @@ ARCHITECTURES = {
             build_dcgan_generator,
             build_dcgan_discriminator,
             4000,
-            xla=False,
+            xla_precisions=("fp32",),
         ),
         Architecture(
             "cgan",

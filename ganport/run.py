@@ -63,10 +63,10 @@ class TrainConfig:
         # Frozen, so the architecture's defaults are filled in here, once; config.json then holds the real values.
         if self.iterations is None:
             object.__setattr__(self, "iterations", self.architecture.iterations)
-        if self.jit_compile is None:
-            object.__setattr__(self, "jit_compile", self.architecture.xla)
         if self.precision not in TRAIN_PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}. Received: {self.precision!r}")
+        if self.jit_compile is None:
+            object.__setattr__(self, "jit_compile", self.precision in self.architecture.xla_precisions)
         if self.pretrain_discriminator < 0:
             raise UsageError(f"pretrain-discriminator must be 0 or more. Received: {self.pretrain_discriminator}")
         positive = (

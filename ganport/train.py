@@ -36,6 +36,7 @@ from ganport.files import atomic_path, output_errors, remove_stale_temporaries_i
 from ganport.models import network_input
 from ganport.parity import describe_cpu, native_bfloat16
 from ganport.run import LOCK_FILE, TRAIN_DEVICES, TRAIN_PRECISIONS, RunFolder, TrainConfig
+from ganport.train_kernels import forward
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
 GRID_COLUMNS = 5
@@ -136,7 +137,7 @@ class GanTrainer(tf.Module):
         """One Adam step of the discriminator alone on a batch that is all real (1) or all fake (0)."""
         with tf.GradientTape() as tape:
             # float32 scores (a bfloat16 run's are bfloat16): the loss and its gradient start in float32
-            prediction = tf.cast(self.discriminator(network_input(batch, classes), training=True), tf.float32)
+            prediction = tf.cast(forward(self.discriminator, network_input(batch, classes), training=True), tf.float32)
             targets = tf.fill(tf.shape(prediction), label)
             loss = self.loss(targets, prediction)
         variables = self.discriminator.trainable_variables
@@ -152,8 +153,8 @@ class GanTrainer(tf.Module):
         statistics it never trains with, and the generator learns to fool that judge instead of the real one.
         """
         with tf.GradientTape() as tape:
-            fakes = self.generator(network_input(noise, classes), training=True)
-            prediction = tf.cast(self.discriminator(network_input(fakes, classes), training=True), tf.float32)
+            fakes = forward(self.generator, network_input(noise, classes), training=True)
+            prediction = tf.cast(forward(self.discriminator, network_input(fakes, classes), training=True), tf.float32)
             loss = self.loss(tf.ones_like(prediction), prediction)
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
@@ -165,7 +166,7 @@ class GanTrainer(tf.Module):
         real, classes = self._real_batch(half)
         loss_real, accuracy_real = self.discriminator_update(real, 1.0 - self.config.label_smoothing, classes)
         noise = self.rng.normal([half, self.config.latent_dim])
-        fakes = self.generator(network_input(noise, classes), training=False)
+        fakes = forward(self.generator, network_input(noise, classes), training=False)
         loss_fake, accuracy_fake = self.discriminator_update(fakes, 0.0, classes)
         return (loss_real + loss_fake) / 2, (accuracy_real + accuracy_fake) / 2
 
