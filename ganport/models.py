@@ -166,8 +166,9 @@ class Architecture:
     iterations: int  # the schedule of the code it comes from: the lecture's, or Keras-GAN's dcgan.py / cgan.py
     conditional: bool = False  # both networks also take the class label
     # The precisions (ganport.run.TRAIN_PRECISIONS) in which XLA trains it faster than TensorFlow's own kernels
-    # (bench/train_speed.py): XLA fuses the element-wise work around the products, but in bfloat16 oneDNN's native
-    # convolutions win (DCGAN: float32 119 ms XLA vs 130 oneDNN, bfloat16 123 vs 109).
+    # (bench/train_speed.py): XLA fuses the element-wise work around the products. DCGAN in float32: XLA ties oneDNN
+    # on AVX-512 (130.0 vs 129.5 ms/it) and wins with both capped at AVX2 (136 vs 161); in bfloat16 oneDNN's native
+    # convolutions win (109 vs 123).
     xla_precisions: tuple[str, ...] = ("fp32", "bf16")
 
 

@@ -25,8 +25,7 @@ import tensorflow as tf
 
 # Output channels up to which a convolution is computed tap by tap (a 1x1 convolution, then a selection).
 NARROW_CHANNELS = 4
-
-
+# The rewrites, as `plan` names them.
 UPSAMPLED_CONVOLUTION = "upsampled convolution"
 NARROW_CONVOLUTION = "narrow convolution"
 PACKED_DROPOUT = "packed dropout"
