@@ -78,9 +78,11 @@ def test_the_dcgan_generator_computes_as_keras_does_in_both_modes(training):
         assert relative_error(got, want) < RTOL, got.path
     expected_gradients = tape.gradient(expected_loss, generator.trainable_variables)
     actual_gradients = tape.gradient(actual_loss, twin.trainable_variables)
+    output_bias = generator.layers[-2].bias  # the last Conv2D's: no BatchNorm after it
     for variable, got, want in zip(generator.trainable_variables, actual_gradients, expected_gradients, strict=True):
-        # a convolution's bias just before a BatchNorm has a zero gradient in training: only rounding remains
-        if not (training and variable.path.endswith("bias") and "conv2d_2" not in variable.path):
+        # Under a BatchNorm in training mode a bias's gradient cancels to nearly zero (BatchNorm removes the mean):
+        # only rounding would be compared. (Matched by identity: Keras numbers layer names per process.)
+        if not (training and variable.path.endswith("bias") and variable is not output_bias):
             assert relative_error(got, want) < 1e-4, variable.path
 
 
