@@ -60,8 +60,8 @@ def forward(model: keras.Model, inputs: Any, training: bool) -> tf.Tensor:
     outputs = inputs
     for rewrite, layers in plan(model):
         layer = layers[-1]
-        if rewrite == UPSAMPLED_CONVOLUTION:
-            outputs = _conv_output(layer, upsampled_convolution(_cast(outputs, layer), _kernel(layer)))
+        if rewrite == UPSAMPLED_CONVOLUTION:  # the kernel's taps are summed in its own float32, then cast
+            outputs = _conv_output(layer, upsampled_convolution(_cast(outputs, layer), layer.kernel))
         elif rewrite == NARROW_CONVOLUTION:
             outputs = _conv_output(layer, narrow_convolution(_cast(outputs, layer), _kernel(layer), layer.padding))
         elif rewrite == PACKED_DROPOUT and training:
@@ -138,7 +138,7 @@ def upsampled_convolution(images: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """
     phase_kernels = [_fold(_fold(kernel, row, 0), column, 1) for row in (1, 0) for column in (1, 0)]
     padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    phases = tf.nn.conv2d(padded, tf.concat(phase_kernels, axis=3), 1, "VALID")
+    phases = tf.nn.conv2d(padded, tf.cast(tf.concat(phase_kernels, axis=3), images.dtype), 1, "VALID")
     interleaved = tf.nn.depth_to_space(phases, 2)
     height, width = images.shape[1], images.shape[2]
     # tf.slice, not [1:-1]: StridedSlice's gradient costs 12 ms here, Slice's (a Pad) under 1 ms.
