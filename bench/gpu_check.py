@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ganport.runtime import CUDA, Generator
+from ganport.onnx_io import CUDA
+from ganport.runtime import Generator
 
 BATCHES = (1, 64, 1024, 8192)
 # GPU kernels reorder and may use TF32: a looser bound than fp32 CPU parity, still far below visible change.

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from ganport import onnx_io
 from ganport.data import load_dataset
 from ganport.export import to_onnx
 from ganport.files import atomic_path
@@ -82,7 +83,7 @@ def train_classifier(out: Path, epochs: int = 4, seed: int = 0, log: Callable[[s
     probe = from_uint8(x_test[:256])
     with atomic_path(out) as temporary:
         to_onnx.save(proto, temporary)
-        (onnx_probabilities,) = to_onnx.run_all(temporary, {INPUT_NAME: probe}, [PROBABILITIES])
+        (onnx_probabilities,) = onnx_io.run(temporary, {INPUT_NAME: probe}, [PROBABILITIES])
         difference = float(np.abs(onnx_probabilities - model(probe, training=False).numpy()).max())
     return ClassifierResult(out, float(accuracy), difference)
 

@@ -28,9 +28,10 @@ from ganport.extras import extra_providing
 from ganport.files import describe_os_error
 from ganport.models import ARCHITECTURES
 from ganport.native_logs import filtered_native_stderr, import_tensorflow_quietly
+from ganport.onnx_io import DEVICES
 from ganport.parity import ATOL
 from ganport.run import TRAIN_DEVICES, TRAIN_PRECISIONS, TrainConfig
-from ganport.runtime import DEFAULT_BATCH, DEVICES
+from ganport.runtime import DEFAULT_BATCH
 from ganport.serve.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,

@@ -47,3 +47,7 @@ class QualityGateError(GanportError):
 
 class MissingExtraError(GanportError):
     """A command needs a package that comes with one of ganport's pip extras, and it is not installed."""
+
+
+class BudgetError(GanportError):
+    """An input declares, or a request asks for, more memory than the command's budget (ganport.budget)."""

@@ -26,6 +26,7 @@ from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError, UsageError
 from ganport.files import atomic_path, file_problem, write_text_atomically
 from ganport.images import from_uint8
+from ganport.onnx_io import open_session
 from ganport.runtime import SHIPPED_MODELS, Generator, noise_batches
 
 CLASSIFIER_FILE = "mnist-classifier.onnx"
@@ -83,10 +84,8 @@ class Classifier:
     """The ONNX classifier: images in [-1, 1] -> (features [N, 128], probabilities [N, 10])."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime
-
         self.path = path
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.session = open_session(path, "cpu")
         self.test_accuracy = self.session.get_modelmeta().custom_metadata_map.get("test_accuracy", "unknown")
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,14 +5,11 @@ Shared by export, eval and verify, so a file is loaded, refused and named the sa
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import inspect
 import json
+import math
 import re
 import warnings
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -25,27 +22,22 @@ import tensorflow as tf
 from keras.src.saving.serialization_lib import SafeModeScope
 
 from ganport.contract import KERAS_SUFFIXES, Role, require_role
-from ganport.errors import ModelError, UsageError
-from ganport.files import file_problem, size_text
-from ganport.tf_ops import ALLOWED, is_python_lambda, layer_configs, stored_op
+from ganport.errors import GanportError, ModelError, UsageError
+from ganport.files import file_problem
+from ganport.keras_files.config import (
+    model_layers,
+    read_architecture_text,
+    read_config,
+    saved_keras_version,
+    saved_model_objects,
+)
+from ganport.keras_files.safety import require_no_revived_layers, require_safe
+from ganport.keras_files.sniff import require_readable_container, require_stored_within_budget, variables_within_budget
+from ganport.keras_files.stand_ins import loader_objects, provided_names, user_custom_objects
 
 # The HDF5 root attribute (JSON, output layer -> image shape) naming outputs that ganport wrote flat for DL4J; the
 # loader puts their Reshape back, so ganport reads its own files as the models they came from.
 FLATTENED_OUTPUTS = "ganport_flattened_outputs"
-# A Keras config is kilobytes; an archive entry that would inflate beyond this is damaged or hostile (a zip bomb).
-MAX_CONFIG_BYTES = 64 * 2**20
-
-
-def _require_small_configs(path: Path) -> None:
-    """Refuse a .keras archive whose JSON entries would inflate past MAX_CONFIG_BYTES, before Keras reads them whole.
-    The sizes are the archive's own; zipfile never inflates an entry beyond the size it declares."""
-    with zipfile.ZipFile(path) as archive:
-        for entry in archive.infolist():
-            if entry.filename.endswith(".json") and entry.file_size > MAX_CONFIG_BYTES:
-                raise ModelError(
-                    f"{path}: its {entry.filename} would inflate to {size_text(entry.file_size)} (a Keras config is "
-                    "kilobytes), so the archive is damaged or hostile; it was not read."
-                )
 
 
 @dataclass(frozen=True)
@@ -80,12 +72,12 @@ def load_model_file(path: Path, options: LoadOptions | None = None, log: Callabl
     elif options.weights is not None:
         raise UsageError(f"--weights goes with an architecture .json; {path} holds its own weights. Drop --weights.")
     else:
-        _require_readable_container(path)
+        require_readable_container(path)
     # The Keras that wrote a file reads it as written: Keras 3 loads many Keras 2 files wrongly (a Sequential without
     # an InputLayer gets an extra axis) or not at all, while tf_keras reads them as they were saved.
     loaders = _readers(saved_keras_version(path), path.suffix)
-    config = saved_config(path)  # read once: each loader's custom objects and the declared inputs come from it
-    require_safe_layers(path, config, options.trust_code)
+    config = read_config(path)  # read once: each loader's custom objects and the declared inputs come from it
+    require_safe(path, config, options.trust_code, provided_names(user_objects))
     failures: list[ModelError] = []
     for load in loaders:
         notes: list[str] = []
@@ -146,94 +138,12 @@ def _load_saved_model(path: Path, options: LoadOptions, user_objects: dict[str, 
             f"{path} is a TensorFlow SavedModel without Keras metadata (tf.saved_model.save, not model.save): its "
             "layers are not recorded, so it cannot be converted layer by layer; save the Keras model with model.save()."
         )
-    require_safe_layers(path, _saved_model_layers(path), options.trust_code)
-    return load_keras2(path, Reading(options, user_objects))
-
-
-def _saved_model_layers(path: Path) -> list[dict]:
-    """The layer configs a SavedModel's Keras metadata records (one JSON entry per saved object)."""
-    from tf_keras.protobuf import saved_metadata_pb2
-
-    metadata = saved_metadata_pb2.SavedMetadata()
-    metadata.ParseFromString((path / "keras_metadata.pb").read_bytes())
-    layers = []
-    for node in metadata.nodes:
-        with contextlib.suppress(ValueError):
-            entry = json.loads(node.metadata)
-            if isinstance(entry, dict):
-                layers.append(entry)
-    return layers
-
-
-def require_safe_layers(path: Path, config: Any, trust_code: bool) -> None:
-    """Refuse, before Keras reads it, a file whose layers would run Python code it stores (unless trusted) or a
-    TensorFlow op ganport does not convert: tf_keras runs both while loading or predicting."""
-    for layer in layer_configs(config):
-        name = (layer.get("config") or {}).get("name", "?")
-        op = stored_op(layer)
-        if op is not None and op[1] not in ALLOWED:
-            raise ModelError(
-                f"{path}: layer {name!r} calls {op[0]}, which is not one of the TensorFlow ops ganport converts "
-                "(README lists them); it was not loaded."
-            )
-        if is_python_lambda(layer) and not trust_code:
-            raise ModelError(
-                f"{path}: Lambda layer {name!r} stores Python code, which loading would run; it was not loaded. If "
-                "you trust the file, pass --trust-code; else replace the Lambda with Keras layers."
-            )
-
-
-def user_custom_objects(module_path: Path | None) -> dict[str, Any]:
-    """The classes and functions a --custom-objects Python file defines, by name (it is the user's own code, run as
-    an import). Keras 3 classes are also registered, so a .keras file written with them reads back."""
-    if module_path is None:
-        return {}
-    problem = file_problem(module_path)
-    if problem or module_path.suffix != ".py":
-        raise UsageError(f"--custom-objects {module_path} {problem or 'is not a .py file'}; pass a Python file.")
-    name = f"ganport_custom_objects_{module_path.stem}"
-    spec = importlib.util.spec_from_file_location(name, module_path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # the user's code may raise anything
-        raise ModelError(
-            f"--custom-objects {module_path} failed to import: {type(error).__name__}: {' '.join(str(error).split())}"
-        ) from error
-    found = {
-        key: value
-        for key, value in vars(module).items()
-        if not key.startswith("_")
-        and (inspect.isclass(value) or inspect.isfunction(value))
-        and getattr(value, "__module__", None) == name
-    }
-    if not found:
-        raise UsageError(f"--custom-objects {module_path} defines no class or function; pass the file that does.")
-    keras.saving.get_custom_objects().update(
-        {key: value for key, value in found.items() if inspect.isclass(value) and issubclass(value, keras.layers.Layer)}
-    )
-    return found
-
-
-def _require_readable_container(path: Path) -> None:
-    container = "a zip archive" if path.suffix == ".keras" else "an HDF5 file"
-    readable = zipfile.is_zipfile(path) if path.suffix == ".keras" else h5py.is_hdf5(path)
-    if not readable:
-        raise ModelError(f"{path} is not {container}, so not a saved Keras model; is it damaged or misnamed?")
-    if path.suffix == ".keras":
-        _require_small_configs(path)
-    elif _holds_weights_only(path):
-        raise UsageError(
-            f"{path} holds weights only, no architecture: pass the architecture's .json (model.to_json(); Keras-GAN "
-            f"writes it as saved_model/NAME.json) with --weights {path}."
-        )
-
-
-def _holds_weights_only(path: Path) -> bool:
-    """An HDF5 file written by save_weights(): layer weights without the model_config attribute."""
-    with contextlib.suppress(OSError), h5py.File(path, "r") as archive:
-        return "model_config" not in archive.attrs and ("layer_names" in archive.attrs or "layers" in archive)
-    return False
+    metadata = saved_model_objects(path)
+    require_safe(path, metadata, options.trust_code, provided_names(user_objects))
+    require_stored_within_budget(path)
+    model = load_keras2(path, Reading(options, user_objects, metadata))
+    require_no_revived_layers(path, model)
+    return model
 
 
 # The names an architecture's weights take beside it: Keras-GAN's save_model(), then Keras 2's and 3's habits.
@@ -257,6 +167,7 @@ def _require_weights_file(weights: Path) -> None:
         raise ModelError(f"--weights {weights} {problem}; pass the HDF5 file model.save_weights() wrote.")
     if not h5py.is_hdf5(weights):
         raise ModelError(f"--weights {weights} is not an HDF5 file; pass the file model.save_weights() wrote.")
+    require_stored_within_budget(weights)
 
 
 def _silent(line: str) -> None:
@@ -270,24 +181,27 @@ class Reading:
 
     options: LoadOptions = LoadOptions()
     user_objects: dict[str, Any] = field(default_factory=dict)
-    config: dict | None = None
+    config: dict | list | None = None
     log: Callable[[str], None] = _silent
 
 
 def _load_keras3(path: Path, reading: Reading) -> Any:
     weights, trust_code = reading.options.weights, reading.options.trust_code
-    custom = {**custom_objects_for(reading.config, keras, reading.log), **reading.user_objects}
+    custom = loader_objects(reading.config, keras, reading.user_objects, reading.log)
     try:
         with warnings.catch_warnings():
             # Keras 3 warns about each Keras 2 argument it reads from an old file (alpha, input_length): the file is
             # what it is, and the user can do nothing about it.
             warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-            if weights is None:
-                return keras.saving.load_model(path, compile=False, custom_objects=custom, safe_mode=not trust_code)
-            with SafeModeScope(not trust_code):  # not exported; model_from_json takes no flag
-                model = keras.models.model_from_json(_architecture_text(path), custom_objects=custom)
+            with variables_within_budget(path):
+                if weights is None:
+                    return keras.saving.load_model(path, compile=False, custom_objects=custom, safe_mode=not trust_code)
+                with SafeModeScope(not trust_code):  # not exported; model_from_json takes no flag
+                    model = keras.models.model_from_json(read_architecture_text(path), custom_objects=custom)
             model.load_weights(weights)
             return model
+    except GanportError:
+        raise
     except Exception as error:  # Keras raises many types for corrupt or foreign files
         raise _load_failure(path, error, "as a Keras model") from error
 
@@ -305,137 +219,47 @@ def _load_failure(path: Path, error: Exception, how: str) -> ModelError:
     return ModelError(f"Cannot load {path} {how} ({reason[:MAX_REASON]}{'...' if len(reason) > MAX_REASON else ''}).")
 
 
-def _architecture_text(path: Path) -> str:
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ModelError(f"{path} is {size_text(path.stat().st_size)}; a Keras architecture is kilobytes. Is it one?")
-    return path.read_text(encoding="utf-8", errors="replace")
-
-
-def saved_keras_version(path: Path) -> str:
-    """The Keras version a model file says wrote it ("" when it does not say): HDF5's `keras_version` attribute, a
-    .keras archive's metadata.json, or an architecture .json's own field."""
-    try:
-        if path.suffix == ".json":
-            return str(json.loads(_architecture_text(path)).get("keras_version", ""))
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
-        with h5py.File(path, "r") as archive:
-            version = archive.attrs.get("keras_version", b"")
-    except (OSError, KeyError, ValueError, AttributeError, zipfile.BadZipFile, ModelError):
-        return ""
-    return version.decode() if isinstance(version, bytes) else str(version)
-
-
-def saved_config(path: Path) -> dict | None:
-    """The model config a file holds (HDF5's model_config, a .keras archive's config.json, an architecture .json),
-    or None when it holds none that can be read."""
-    try:
-        if path.suffix == ".json":
-            config = json.loads(_architecture_text(path))
-        elif path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
-        else:
-            with h5py.File(path, "r") as archive:
-                config = json.loads(archive.attrs["model_config"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, ModelError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
-# Arguments whose objects act only while training: a missing custom one is replaced by an inert stand-in on load.
-_TRAINING_ONLY = {"_constraint": "constraints", "_regularizer": "regularizers", "_initializer": "initializers"}
 # The most of a Keras error message a one-line refusal quotes.
 MAX_REASON = 400
 # How Keras 3 and tf_keras say that a file names a layer class they do not have.
 _UNKNOWN_LAYER = re.compile(r"Unknown layer: '([^']+)'|Could not locate class '([^']+)'")
 
 
-def _walk(config: Any, key: str = "") -> Iterator[tuple[str, dict]]:
-    """Every dict anywhere in a config, with the key it is under (a list's items take the list's key)."""
-    if isinstance(config, dict):
-        if key:
-            yield key, config
-        for child_key, value in config.items():
-            yield from _walk(value, child_key)
-    elif isinstance(config, list):
-        for item in config:
-            yield from _walk(item, key)
-
-
-def custom_objects_for(config: dict | None, module: ModuleType, log: Callable[[str], None]) -> dict[str, Any]:
-    """Inert stand-ins for the custom constraints, regularizers and initializers a config names (a WGAN's weight
-    clip, say), which `module` (keras or tf_keras) cannot rebuild and inference never runs; each said in `log`."""
-    if config is None:
-        return {}
-    stand_ins: dict[str, Any] = {}
-    for key, value in _walk(config):
-        kind = next((kind for suffix, kind in _TRAINING_ONLY.items() if key.endswith(suffix)), None)
-        name = value.get("class_name")
-        if kind is None or not isinstance(name, str) or name in stand_ins or _known(module, kind, value):
-            continue
-        for alias in {name, value.get("registered_name") or name}:
-            stand_ins[alias] = _inert(module, kind)
-        log(f"dropped on load: {kind[:-1]} {name} ({key}); it acts only while training, so the outputs are the same")
-    return stand_ins
-
-
-def _known(module: ModuleType, kind: str, value: dict) -> bool:
-    try:
-        rebuilt = getattr(module, kind).deserialize(value)
-    except Exception:  # Keras raises ValueError or TypeError for classes it does not know
-        return False
-    return isinstance(rebuilt, _base(module, kind))  # tf_keras hands back the bare name of a class it lacks
-
-
-def _base(module: ModuleType, kind: str) -> type:
-    return {"constraints": module.constraints.Constraint, "regularizers": module.regularizers.Regularizer}.get(
-        kind, module.initializers.Initializer
-    )
-
-
-def _inert(module: ModuleType, kind: str) -> type:
-    """A stand-in class for a custom object of `kind` that takes any config and does nothing."""
-
-    class Inert(_base(module, kind)):  # type: ignore[misc, valid-type]
-        def __init__(self, **config: Any) -> None:
-            self.config = config
-
-        def __call__(self, value: Any, *args: Any, **kwargs: Any) -> Any:
-            if kind == "constraints":
-                return value
-            if kind == "regularizers":
-                return 0.0
-            return tf.zeros(value, dtype=kwargs.get("dtype") or (args[0] if args else None) or tf.float32)
-
-        def get_config(self) -> dict:
-            return self.config
-
-    return Inert
-
-
 def _config_input_shapes(config: dict) -> list[list] | None:
     """The input shapes (batch axis included) a model config declares, or None when it declares none the loader
-    could be checked against (a subclassed model, a config without shapes)."""
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else inner
-    if not isinstance(layers, list) or not layers:
+    could be checked against (a subclassed model, a config without shapes, one written in a form not read here)."""
+    layers = model_layers(config)
+    if not layers:
         return None
-    if config.get("class_name") == "Sequential":
-        first = layers[0].get("config", {})
-        shape = first.get("batch_input_shape") or first.get("batch_shape")
-        return [list(shape)] if shape else None
-    by_name = {layer.get("config", {}).get("name"): layer for layer in layers}
+    if config["class_name"] == "Sequential":
+        return _declared_shape(layers[0])
+    inner = config.get("config")
+    entries = inner.get("input_layers") if isinstance(inner, dict) else None
+    if not isinstance(entries, list):
+        return None
+    by_name = {_layer_name(layer): layer for layer in layers}
     shapes = []
-    for entry in inner.get("input_layers", []):
-        name = entry[0] if isinstance(entry, list) else entry
-        layer_config = by_name.get(name, {}).get("config", {})
-        shape = layer_config.get("batch_input_shape") or layer_config.get("batch_shape")
-        if not shape:
+    for entry in entries:
+        name = entry[0] if isinstance(entry, list) and entry else entry
+        shape = _declared_shape(by_name.get(name, {})) if isinstance(name, str) else None
+        if shape is None:
             return None
-        shapes.append(list(shape))
+        shapes.extend(shape)
     return shapes or None
+
+
+def _layer_name(layer: dict) -> str | None:
+    inner = layer.get("config")
+    return inner.get("name") if isinstance(inner, dict) else None
+
+
+def _declared_shape(layer: dict) -> list[list] | None:
+    """[the batch input shape] a layer's config declares, or None (a nested model, no shape, not a list)."""
+    inner = layer.get("config")
+    shape = (inner.get("batch_input_shape") or inner.get("batch_shape")) if isinstance(inner, dict) else None
+    if not isinstance(shape, list) or not all(side is None or isinstance(side, int) for side in shape):
+        return None
+    return [list(shape)]
 
 
 def _require_declared_inputs(path: Path, model: Any, config: dict | None) -> None:
@@ -480,23 +304,54 @@ def load_keras2(path: Path, reading: Reading | None = None) -> Any:
     stored code in HDF5 files without asking (its safe_mode guards .keras files only), so the file is checked first."""
     reading = reading or Reading()
     weights, trust_code = reading.options.weights, reading.options.trust_code
-    config = reading.config if reading.config is not None else saved_config(path)
-    require_safe_layers(path, config, trust_code)
-    custom = {**custom_objects_for(config, tf_keras(), reading.log), **reading.user_objects}
+    config = reading.config if reading.config is not None else read_config(path)
+    require_safe(path, config, trust_code, provided_names(reading.user_objects))
+    custom = loader_objects(config, tf_keras(), reading.user_objects, reading.log)
     # not exported; model_from_json takes no flag, and in HDF5 files tf_keras checks the scope, not its argument
     from tf_keras.src.saving.serialization_lib import SafeModeScope as Keras2SafeModeScope
 
     try:
-        with Keras2SafeModeScope(not trust_code):
+        with Keras2SafeModeScope(not trust_code), variables_within_budget(path):
             if weights is None:
                 return tf_keras().models.load_model(path, compile=False, custom_objects=custom)
-            model = tf_keras().models.model_from_json(_architecture_text(path), custom_objects=custom)
+            model = tf_keras().models.model_from_json(read_architecture_text(path), custom_objects=custom)
         model.load_weights(weights)
         return model
-    except ModelError:
+    except GanportError:
         raise
     except Exception as error:  # tf_keras raises many types for unreadable files
         raise _load_failure(path, error, "with tf_keras") from error
+
+
+@dataclass(frozen=True)
+class SampleBytes:
+    """What one sample takes in a model, float32: every tensor (inputs and each layer's outputs, nested models'
+    included, all held at once where every activation is kept, as in the DL4J test vectors), and the largest
+    convolution's unfolded input (the im2col buffer CPU kernels build: output positions x kernel taps x channels)."""
+
+    activations: int
+    workspace: int
+
+
+def sample_bytes(model: Any) -> SampleBytes | None:
+    """What one sample takes in `model` (SampleBytes); None when a size other than the batch is unknown (dynamic
+    height and width)."""
+    tensors, workspace = [*model.inputs], 0
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []) or [])
+        outputs = getattr(layer, "output", None)
+        outputs = outputs if isinstance(outputs, list | tuple) else [] if outputs is None else [outputs]
+        tensors.extend(outputs)
+        kernels = [weight for weight in layer.weights if len(weight.shape) >= 3]
+        if kernels and outputs and None not in list(outputs[0].shape)[1:]:
+            positions = math.prod(list(outputs[0].shape)[1:-1])
+            workspace = max(workspace, positions * math.prod(kernels[0].shape[:-1]) * 4)
+    sides = [list(tensor.shape)[1:] for tensor in tensors]
+    if any(side is None for shape in sides for side in shape):
+        return None
+    return SampleBytes(sum(math.prod(shape) * 4 for shape in sides), workspace)
 
 
 def shapes(model: Any) -> tuple[list[list], list[list]]:

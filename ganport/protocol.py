@@ -67,6 +67,15 @@ class TensorSpec:
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
+    @classmethod
+    def of_onnx(cls, name: str, onnx_type: str, shape: Sequence[int | str | None]) -> TensorSpec:
+        """An ONNX tensor (onnx_io.signature) in the protocol's terms: -1 for each dynamic axis, named or not."""
+        return cls(
+            name,
+            datatype_of_onnx(onnx_type),
+            tuple(side if isinstance(side, int) and side > 0 else -1 for side in shape),
+        )
+
 
 @dataclass
 class InferRequest:
@@ -246,6 +255,18 @@ def _flag(parameters: dict, name: str, default: bool = False) -> bool:
     if not isinstance(value, bool):
         raise ProtocolError(f"Parameter {name} must be true or false. Received: {orjson.dumps(value).decode()}")
     return value
+
+
+# The most bytes one element takes in a JSON reply: a float32 written shortest (-1.1754944e-38) or an int64, a comma.
+JSON_BYTES_PER_ELEMENT = 24
+
+
+def response_size(request: InferRequest, outputs: dict[str, np.ndarray]) -> int:
+    """An upper bound on encode_response's body for these outputs, known before it is built."""
+    return sum(
+        outputs[name].nbytes if name in request.binary_outputs else outputs[name].size * JSON_BYTES_PER_ELEMENT
+        for name in request.outputs
+    )
 
 
 def encode_response(

@@ -1,36 +1,30 @@
-"""ONNX generators on onnxruntime. This module never imports TensorFlow, so sampling starts in a fraction of a second.
-
-onnxruntime-gpu silently falls back to the CPU when CUDA cannot start, so the provider a session really uses is
-read back from the session and checked, never assumed.
+"""ONNX generators on onnxruntime: latent vectors in, images out, in batches bounded in bytes. This module never
+imports TensorFlow, so sampling starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ganport import onnx_io
+from ganport.budget import require_within_budget, rows_within_budget
 from ganport.contract import (
     CLASSES,
     GENERATOR,
-    KERAS_SUFFIXES,
     LABEL_INPUT,
     require_generator_signature,
     require_images,
     require_seed,
 )
-from ganport.errors import ModelError, RuntimeUnavailableError, UsageError
-from ganport.files import file_problem
+from ganport.errors import ModelError, UsageError
 from ganport.images import to_uint8
+from ganport.onnx_io import CUDA, open_session
 
-DEVICES = ("auto", "cpu", "cuda")
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 DEFAULT_BATCH = 4096
 # The reference models: the repository's models/, which a wheel installs as ganport/shipped (GANPORT_MODELS overrides).
 _PACKAGED_MODELS = Path(__file__).resolve().parent / "shipped"
@@ -46,74 +40,6 @@ LABEL_STREAM = 1
 Labels = int | np.ndarray | list[int] | None
 
 
-def _onnxruntime():
-    import onnxruntime
-
-    return onnxruntime
-
-
-def available_providers() -> list[str]:
-    return list(_onnxruntime().get_available_providers())
-
-
-def open_session(path: str | Path, device: str = "auto", threads: int | None = None, spinning: bool = True) -> Any:
-    """An onnxruntime InferenceSession for an .onnx file on `device`, whose provider is checked, never assumed.
-
-    `spinning=False` makes onnxruntime's threads sleep between calls instead of busy-waiting for the next one: what a
-    server sharing its cores with request handling needs (spinning threads starve the event loop).
-    """
-    if device not in DEVICES:
-        raise RuntimeUnavailableError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
-    path = Path(path)
-    problem = file_problem(path)
-    if problem:
-        raise ModelError(f"{path} {problem}; pass an ONNX file (`ganport export RUN --format onnx` writes one).")
-    if path.suffix in KERAS_SUFFIXES:
-        raise ModelError(
-            f"{path} is a Keras model; ganport runs ONNX files on onnxruntime (no TensorFlow). "
-            f"Convert it first: `ganport export {path} --format onnx`."
-        )
-    ort = _onnxruntime()
-    options = ort.SessionOptions()
-    # One thread per core: onnxruntime's default also spins extra threads that only contend on small machines.
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = _providers(device)
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ModelError(f"Cannot load {path} with onnxruntime ({reason}).") from None
-    provider = session.get_providers()[0]
-    if device == "cuda" and provider != CUDA:
-        raise RuntimeUnavailableError(
-            f"--device cuda was asked for, but onnxruntime runs on {provider} (CUDA could not start); "
-            "install the CUDA libraries (pip install 'onnxruntime-gpu[cuda,cudnn]') or use --device cpu."
-        )
-    return session
-
-
-def _providers(device: str) -> list[str]:
-    if device == "cpu":
-        return [CPU]
-    available = available_providers()
-    usable = CUDA in available and nvidia_gpu_present()
-    if device == "cuda" and not usable:
-        raise RuntimeUnavailableError(
-            f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu (ganport's gpu extra, in place of the CPU-only "
-            f"onnxruntime: README, Installing ganport as a tool); this machine has "
-            f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
-            "Use --device cpu or auto."
-        )
-    if not usable:
-        return [CPU]
-    _preload_cuda_libraries()
-    return [CUDA, CPU]
-
-
 class Generator:
     """A generator .onnx file behind one reusable onnxruntime session: latent vectors in, images in [-1, 1] out."""
 
@@ -123,7 +49,7 @@ class Generator:
         self.path = Path(path)
         self.session = session if session is not None else open_session(self.path, device, threads)
         self.provider = self.session.get_providers()[0]
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        inputs, outputs = onnx_io.signature(self.session)
         require_generator_signature(
             str(self.path),
             [(item.name, item.type, item.shape) for item in inputs],
@@ -140,6 +66,10 @@ class Generator:
         self.output_name = outputs[0].name
         self.latent_dim = int(noise_input.shape[1])
         self.image_shape = tuple(outputs[0].shape[1:])
+        # Batches are bounded in bytes, not rows: a 64x64 RGB generator's row takes a hundred times an MNIST one's.
+        self.row_bytes = onnx_io.row_bytes(onnx_io.load(self.path))
+        require_within_budget(f"One image of {self.path}", self.row_bytes, "this generator is too large to run here.")
+        self.max_rows = rows_within_budget(self.row_bytes, DEFAULT_BATCH)
         # A tiny probe proves the contract on real output, before any caller relies on it.
         require_images(str(self.path), self.sample(2, seed=0, batch_size=2))
 
@@ -172,10 +102,12 @@ class Generator:
                 f"out must be C-contiguous float32 {[len(noise), *self.image_shape]}. "
                 f"Received: {out.dtype} {list(out.shape)}"
             )
+        import onnxruntime
+
         binding = self.session.io_binding()
         if self.provider == CUDA:
             for name, array in feeds.items():
-                binding.bind_ortvalue_input(name, _onnxruntime().OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+                binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
             binding.bind_output(self.output_name, "cuda", 0)
             self.session.run_with_iobinding(binding)
             out[...] = binding.copy_outputs_to_cpu()[0]
@@ -231,8 +163,10 @@ class Generator:
         """The images of `sample(n, seed, labels=labels)` one float32 batch at a time: any `n` in memory bounded by a
         batch.
 
-        Each batch is a view of one reused buffer; consume it before asking for the next.
+        Each batch is a view of one reused buffer; consume it before asking for the next. A batch holds at most
+        `batch_size` rows, and fewer when that many would pass the memory budget (ganport.budget).
         """
+        batch_size = min(batch_size, self.max_rows)
         noise_stream = noise_batches(n, self.latent_dim, seed, batch_size)  # checks the arguments now
         label_stream = self._label_batches(n, seed, batch_size, labels)
         buffer = np.empty((min(n, batch_size), *self.image_shape), np.float32)
@@ -302,17 +236,3 @@ def noise_batches(n: int, latent_dim: int, seed: int, batch_size: int) -> Iterat
         rng.standard_normal((min(batch_size, n - start), latent_dim), dtype=np.float32)
         for start in range(0, n, batch_size)
     )
-
-
-def nvidia_gpu_present() -> bool:
-    """Whether an NVIDIA driver exposes a device; without one, trying CUDA only fills the log with load errors."""
-    return any(Path("/dev").glob("nvidia[0-9]*")) or shutil.which("nvidia-smi") is not None
-
-
-def _preload_cuda_libraries() -> None:
-    # onnxruntime-gpu >= 1.21 can load CUDA/cuDNN from the nvidia-* wheels; without them CUDA simply won't start,
-    # which the provider check in Generator reports.
-    preload = getattr(_onnxruntime(), "preload_dlls", None)
-    if preload is not None:
-        with contextlib.suppress(Exception):  # missing CUDA libraries are reported by the provider check
-            preload()

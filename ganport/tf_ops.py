@@ -9,7 +9,6 @@ file naming another op, or holding a Lambda's Python code, before any of it is l
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -106,18 +105,6 @@ def _is_bytecode(value: Any, stored_as: str) -> bool:
 
 def _is_tuple(value: dict) -> bool:
     return value.get("class_name") == "__tuple__"
-
-
-def layer_configs(config: Any) -> Iterator[dict]:
-    """Every layer config in a model config, nested models' layers included."""
-    if isinstance(config, dict):
-        if "class_name" in config and isinstance(config.get("config"), dict):
-            yield config
-        for value in config.values():
-            yield from layer_configs(value)
-    elif isinstance(config, list):
-        for item in config:
-            yield from layer_configs(item)
 
 
 def resolve(symbol: str) -> Any:

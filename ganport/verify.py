@@ -2,8 +2,11 @@
 ONNX Runtime for Java.
 
 Every backend runs on the inputs stored in the export's test-vector files, and is compared with the Keras
-predictions stored there (which the live Keras model must reproduce too). The JVM runtimes run in java-check/, built
-with Maven on first use.
+predictions stored there (which the live Keras model must reproduce too). Every file is read as export reads it:
+models through ganport's loaders and code gate, test vectors checked in shape and size before they are used. The
+bound each model is held to comes from ganport's rule applied to the model itself (ganport.parity); the bound stored
+with the vectors may only tighten it, so a tampered vector file cannot let another model pass. The JVM runtimes run
+in java-check/, built with Maven on first use, with their heap and native memory capped from the memory budget.
 """
 
 from __future__ import annotations
@@ -18,18 +21,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
+from ganport import onnx_io
+from ganport.budget import memory_budget, require_within_budget
 from ganport.contract import LABEL_INPUT, ROLES, describe, role_from_shapes, role_named_by
-from ganport.errors import GanportError
+from ganport.errors import GanportError, UsageError
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
+from ganport.files import file_problem, size_text
 from ganport.parity import ATOL, Accumulation, Comparison, compare_outputs, describe_provenance, scale
 from ganport.run import RunFolder
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
 PARITY_MAIN = "ganport.dl4j.ParityCheck"
+# The model files a test-vector file can be checked against, by suffix.
+MODEL_SUFFIXES = (".keras", ".onnx", ".h5")
+# Copies of a test-vector file's arrays the JVM holds at once at worst: the arrays read, the runtime's own
+# activations (DL4J keeps every layer's), and the slice being compared.
+JVM_COPIES = 3
+# The JVM's own memory beside the data: its code, DL4J's and onnxruntime's native libraries.
+JVM_BASE = 768 * 2**20
+# How a JVM that ran out of its memory cap says so.
+_OUT_OF_MEMORY = ("OutOfMemoryError", "Physical memory usage is too high", "Cannot allocate new")
 
 
 class VerifyError(GanportError):
@@ -70,34 +86,67 @@ def build_java_check(log: Callable[[str], None] = print) -> list[str]:
     return [str(classes), *classpath_file.read_text().strip().split(os.pathsep)]
 
 
+@dataclass(frozen=True)
+class JvmMemory:
+    """java-check's memory caps, from the memory budget: its heap (-Xmx), the native memory ND4J allocates through
+    JavaCPP (maxbytes), and the whole process (maxphysicalbytes: JavaCPP refuses allocations past it)."""
+
+    heap: int
+    native: int
+
+    @classmethod
+    def from_budget(cls) -> JvmMemory:
+        budget = memory_budget()
+        return cls(heap=max(256 * 2**20, budget // 4), native=budget)
+
+    @property
+    def physical(self) -> int:
+        return self.heap + self.native + JVM_BASE
+
+    def options(self) -> list[str]:
+        return [
+            f"-Xmx{self.heap}",
+            f"-Dorg.bytedeco.javacpp.maxbytes={self.native}",
+            f"-Dorg.bytedeco.javacpp.maxphysicalbytes={self.physical}",
+        ]
+
+    def describe(self) -> str:
+        return f"heap {size_text(self.heap)}, native {size_text(self.native)}"
+
+
 # java-check's runtimes: the name ParityCheck takes, and the suffix of the files it runs.
 JVM_RUNTIMES = {"dl4j": ".h5", "onnx": ".onnx"}
 
 
 def run_java_check(folder: Path, runtime: str = "dl4j", atol: float = ATOL, log: Callable[[str], None] = print) -> dict:
     """Run java-check's ParityCheck on a folder of exports through one JVM runtime (DL4J on the HDF5 files, ONNX
-    Runtime for Java on the ONNX files); returns its JSON report. ParityCheck judges each model by the tolerance
-    stored with its test vectors, and by `atol` where none is (older exports)."""
+    Runtime for Java on the ONNX files), within JvmMemory's caps; returns its JSON report (the numbers; ganport's
+    verdict is computed from them here)."""
     classpath = build_java_check(log)
+    memory = JvmMemory.from_budget()
     with tempfile.TemporaryDirectory() as scratch:
         report_path = Path(scratch) / "report.json"
-        result = subprocess.run(
-            [
-                "java",
-                "-cp",
-                os.pathsep.join(classpath),
-                PARITY_MAIN,
-                "--runtime",
-                runtime,
-                str(folder),
-                str(report_path),
-                repr(atol),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        command = [
+            "java",
+            *memory.options(),
+            "-cp",
+            os.pathsep.join(classpath),
+            PARITY_MAIN,
+            "--runtime",
+            runtime,
+            str(folder),
+            str(report_path),
+            repr(atol),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
         if not report_path.is_file():
             tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+            if result.returncode in (-9, 137) or any(sign in result.stderr for sign in _OUT_OF_MEMORY):
+                raise VerifyError(
+                    f"java-check's parity check ({runtime}) ran out of its memory cap ({memory.describe()}, from "
+                    f"ganport's memory budget of {size_text(memory_budget())}); the models in {folder} need more: "
+                    "raise GANPORT_MEMORY_BUDGET on a machine that has it, or pass --no-jvm."
+                )
             raise VerifyError(f"java-check's parity check ({runtime}) did not run (exit {result.returncode}): {tail}")
         return json.loads(report_path.read_text())
 
@@ -117,27 +166,78 @@ class VectorFile:
     @property
     def main_input(self) -> str:
         """The noise or image input: the one that is not a class label."""
-        return next(name for name in self.inputs if name != LABEL_INPUT)
+        return next((name for name in self.inputs if name != LABEL_INPUT), next(iter(self.inputs)))
+
+    @property
+    def stored_accumulation(self) -> Accumulation | None:
+        if self.parity is None:
+            return None
+        return Accumulation(self.parity["summing_layers"], self.parity["longest_sum"])
 
 
 _RECORDS = (PARITY, PROVENANCE, WEIGHTS)
 
 
-def _read_vectors(path: Path) -> VectorFile:
+def read_vectors(path: Path) -> VectorFile:
+    """A test-vector file, checked: its declared arrays within the memory budget, its name lists, arrays and records
+    of the kinds ganport writes; anything else is one VerifyError naming the file and what is wrong."""
+    from ganport.keras_files.sniff import hdf5_dataset_bytes
+
+    problem = file_problem(path)
+    if problem:
+        raise VerifyError(f"{path} {problem}; re-export with `ganport export --format h5` (or onnx).")
+    require_within_budget(
+        f"{path}: the arrays it stores, held {JVM_COPIES} times over by a JVM runtime",
+        hdf5_dataset_bytes(path) * JVM_COPIES,
+        "the file is damaged or hostile, or too large to check here.",
+    )
     try:
         with h5py.File(path, "r") as archive:
-            inputs = json.loads(archive.attrs["inputs"])["inputs"]
-            outputs = json.loads(archive.attrs["outputs"])["outputs"]
-            records = [json.loads(archive.attrs[name]) if name in archive.attrs else None for name in _RECORDS]
-            return VectorFile(
-                {name: archive["inputs"][name][()] for name in inputs},
-                {name: archive["predictions"][name][()] for name in outputs},
-                *records,
-            )
-    except (OSError, KeyError, IndexError, ValueError, StopIteration) as error:
+            inputs = {name: _array(archive, "inputs", name) for name in _names(archive, "inputs")}
+            predictions = {name: _array(archive, "predictions", name) for name in _names(archive, "outputs")}
+            records = {name: _record(archive, name) for name in _RECORDS}
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise VerifyError(
-            f"{path} is not a ganport test-vector file ({error}); re-export with `ganport export --format h5`."
-        ) from error
+            f"{path} is not a ganport test-vector file ({reason}); re-export with `ganport export --format h5`."
+        ) from None
+    batches = {len(array) for array in [*inputs.values(), *predictions.values()]}
+    if len(batches) != 1 or batches == {0}:
+        raise VerifyError(f"{path} holds arrays of different batch sizes ({sorted(batches)}); re-export it.")
+    return VectorFile(inputs, predictions, records[PARITY], records[PROVENANCE], records[WEIGHTS])
+
+
+def _names(archive: h5py.File, attribute: str) -> list[str]:
+    names = json.loads(archive.attrs[attribute])[attribute]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"its {attribute!r} attribute is not a list of names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"its {attribute!r} attribute names a tensor twice")
+    return names
+
+
+def _array(archive: h5py.File, group: str, name: str) -> np.ndarray:
+    item = archive[group][name]
+    if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "biuf" or item.ndim < 1:
+        raise ValueError(f"{group}/{name} is not an array of numbers with a batch axis")
+    return item[()]
+
+
+def _record(archive: h5py.File, name: str) -> dict | None:
+    """One of ganport's JSON records, of the shape ganport writes it, or None when absent (older exports)."""
+    if name not in archive.attrs:
+        return None
+    record = json.loads(archive.attrs[name])
+    if not isinstance(record, dict) or not all(isinstance(key, str) for key in record):
+        raise ValueError(f"its {name!r} record is not an object")
+    if name == PARITY and not all(
+        isinstance(record.get(key), int) and not isinstance(record.get(key), bool) and record[key] >= 0
+        for key in ("summing_layers", "longest_sum")
+    ):
+        raise ValueError(f"its {name!r} record does not hold the rule's summing_layers and longest_sum")
+    if name in (WEIGHTS, PROVENANCE) and not all(isinstance(value, str) for value in record.values()):
+        raise ValueError(f"its {name!r} record does not map names to text")
+    return record
 
 
 def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path | None]:
@@ -154,7 +254,32 @@ def export_folder(source: Path, log: Callable[[str], None]) -> tuple[Path, Path 
         return folder, source
     if source.is_dir():
         return source, None
-    raise VerifyError(f"{source} is neither a run folder nor a folder of exports.")
+    problem = file_problem(source) or "is a file"
+    raise UsageError(f"{source} {problem}; pass a run folder or a folder of exports (and their test vectors).")
+
+
+def model_files(folder: Path, run_folder: Path | None, stem: str) -> dict[str, Path]:
+    """The model files beside a test-vector file (the live .keras in a run folder first), by suffix; a name that is
+    there but cannot be read as a file (a broken link, a loop, a folder) is refused, and so is a stem without any."""
+    found: dict[str, Path] = {}
+    for suffix in MODEL_SUFFIXES:
+        places = [folder / f"{stem}{suffix}"]
+        if suffix == ".keras" and run_folder is not None:
+            places.insert(0, run_folder / f"{stem}{suffix}")
+        for path in places:
+            if not (path.exists() or path.is_symlink()):
+                continue
+            problem = file_problem(path)
+            if problem:
+                raise VerifyError(f"{path} {problem}; restore the model file or re-export {stem}.")
+            found.setdefault(suffix, path)
+    if not found:
+        raise VerifyError(
+            f"{folder} holds {stem}{TEST_VECTORS_SUFFIX} but no model to check against it "
+            f"({', '.join(stem + suffix for suffix in MODEL_SUFFIXES)}); nothing was verified. Re-export {stem}, or "
+            "remove its test vectors."
+        )
+    return found
 
 
 def verify(
@@ -163,67 +288,111 @@ def verify(
     """Compare every available backend with the Keras predictions on the same fixed inputs; with `jvm`, also DL4J
     (the HDF5 files) and ONNX Runtime for Java (the ONNX files) through java-check.
 
-    Each model is held to ganport's float32 rule (ganport.parity) unless `atol` gives a fixed bound instead.
+    Each model is held to ganport's float32 rule (ganport.parity), computed from the model itself and tightened by
+    the rule's inputs stored with its vectors, unless `atol` gives a fixed bound instead.
     """
-    import keras
-
-    from ganport.export import to_onnx
-    from ganport.loading import load_keras2, predict_all, shapes
-
+    if atol is not None and not (math.isfinite(atol) and atol > 0):
+        raise UsageError(f"--atol must be a positive finite bound, such as 1e-4. Received: {atol}")
     folder, run_folder = export_folder(Path(source), log)
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
     if not vector_files:
         raise VerifyError(f"{folder} holds no *{TEST_VECTORS_SUFFIX}; export with `--format onnx` or `h5` first.")
-    jvm_results: dict[str, dict[str, dict]] = {runtime: {} for runtime in JVM_RUNTIMES}
+    stems = [vectors.name.removesuffix(TEST_VECTORS_SUFFIX) for vectors in vector_files]
+    expected = {stem: read_vectors(vectors) for stem, vectors in zip(stems, vector_files, strict=True)}
+    models = {stem: model_files(folder, run_folder, stem) for stem in stems}
+    reports: dict[str, dict[str, dict]] = {runtime: {} for runtime in JVM_RUNTIMES}
     for runtime, suffix in JVM_RUNTIMES.items() if jvm else ():
-        stems = [vectors.name.removesuffix(TEST_VECTORS_SUFFIX) for vectors in vector_files]
-        if any((folder / f"{stem}{suffix}").is_file() for stem in stems):
+        if any(suffix in files for files in models.values()):
             report = run_java_check(folder, runtime, ATOL if atol is None else atol, log)
-            jvm_results[runtime] = {result["model"]: result for result in report["models"]}
+            reports[runtime] = {result.get("model"): result for result in report.get("models", [])}
     comparisons: list[Comparison] = []
-    for vectors in vector_files:
-        stem = vectors.name.removesuffix(TEST_VECTORS_SUFFIX)
-        expected = _read_vectors(vectors)
-        h5_file = folder / f"{stem}.h5"
-        tolerance = _tolerance(expected, h5_file) if atol is None else atol
-        origin = describe_provenance(expected.provenance)
-        checked = partial(_checked, stem, expected=expected, tolerance=tolerance, origin=origin)
-        arrays = list(expected.inputs.values())
-        keras_file = next(
-            (p for p in ((run_folder or folder) / f"{stem}.keras", folder / f"{stem}.keras") if p.is_file()), None
-        )
-        if keras_file is not None:
-            live = keras.saving.load_model(keras_file, compile=False)
-            comparisons.append(checked("keras", *shapes(live), run=partial(predict_all, live, arrays)))
-        onnx_file = folder / f"{stem}.onnx"
-        if onnx_file.is_file():
-            run_onnx = partial(to_onnx.run_all, onnx_file, expected.inputs, list(expected.predictions))
-            comparisons.append(checked("onnxruntime", *to_onnx.shapes(onnx_file), run=run_onnx))
-        if h5_file.is_file():
-            if expected.weights is not None:
-                comparisons.append(_weights_comparison(stem, h5_file, expected.weights, origin))
-            reloaded = load_keras2(h5_file)
-            comparisons.append(checked("tf_keras h5", *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
-        if jvm and h5_file.is_file():
-            comparisons.extend(_jvm_comparisons(stem, jvm_results["dl4j"].get(stem), tolerance, expected, origin))
-        if stem in jvm_results["onnx"]:  # an ONNX-only export is checked on the JVM too
-            comparisons.extend(_jvm_comparisons(stem, jvm_results["onnx"][stem], tolerance, expected, origin))
+    for stem in stems:
+        found = {runtime: results.get(stem) for runtime, results in reports.items()} if jvm else None
+        comparisons += _verify_model(stem, expected[stem], models[stem], atol, found)
     return comparisons
 
 
-def _tolerance(expected: VectorFile, h5_file: Path) -> float:
-    """The model's bound per unit of output scale: from the rule's inputs stored with its test vectors, or, for
-    vectors written before ganport stored them, from the HDF5 model beside them."""
-    if expected.parity is not None:
-        accumulation = Accumulation(expected.parity["summing_layers"], expected.parity["longest_sum"])
-    elif h5_file.is_file():
-        from ganport.export.graph import read_graph
-        from ganport.loading import load_keras2
+def _verify_model(
+    stem: str, expected: VectorFile, files: dict[str, Path], atol: float | None, jvm: dict[str, dict | None] | None
+) -> list[Comparison]:
+    """Every backend's comparison for one model: its files loaded as export loads them, its bound from the rule;
+    `jvm`: java-check's result for it per runtime (None when the JVM runtimes were not asked for)."""
+    from ganport.loading import load_model_file, predict_all, shapes
 
-        accumulation = read_graph(load_keras2(h5_file)).accumulation()
-    else:
-        accumulation = Accumulation()
-    return accumulation.tolerance(ATOL)
+    loaded = {suffix: load_model_file(path) for suffix, path in files.items() if suffix != ".onnx"}
+    proto = onnx_io.load(files[".onnx"]) if ".onnx" in files else None
+    tolerance = atol if atol is not None else _rule(expected, loaded, proto)
+    origin = describe_provenance(expected.provenance)
+    checked = partial(_checked, stem, expected=expected, tolerance=tolerance, origin=origin)
+    arrays = list(expected.inputs.values())
+    comparisons = []
+    if ".keras" in loaded:
+        live = loaded[".keras"]
+        comparisons.append(checked("keras", *shapes(live), run=partial(predict_all, live, arrays)))
+    if proto is not None:
+        inputs, outputs = onnx_io.signature(proto)
+        run_onnx = partial(onnx_io.run, files[".onnx"], expected.inputs, list(expected.predictions))
+        comparisons.append(checked("onnxruntime", [i.fixed for i in inputs], [o.fixed for o in outputs], run=run_onnx))
+    if ".h5" in loaded:
+        if expected.weights is not None:
+            comparisons.append(_weights_comparison(stem, files[".h5"], expected.weights, origin))
+        reloaded = loaded[".h5"]
+        backend = "tf_keras h5" if not _is_keras3(reloaded) else "keras h5"
+        comparisons.append(checked(backend, *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
+        if jvm is not None:
+            comparisons.extend(_jvm_comparisons(stem, jvm["dl4j"], tolerance, expected, origin))
+    if jvm is not None and jvm["onnx"] is not None:  # an ONNX-only export is checked on the JVM too
+        comparisons.extend(_jvm_comparisons(stem, jvm["onnx"], tolerance, expected, origin))
+    return comparisons
+
+
+def _is_keras3(model: Any) -> bool:
+    import keras
+
+    return isinstance(model, keras.Model)
+
+
+def _rule(expected: VectorFile, loaded: dict[str, Any], proto: Any) -> float:
+    """The model's bound per unit of output scale: ganport's rule on the model's own summation (its Keras graph, or
+    an upper estimate from its ONNX graph), tightened by the rule's inputs stored with its vectors."""
+    from ganport.export.graph import read_graph
+
+    keras_model = loaded.get(".h5") or loaded.get(".keras")
+    accumulation = read_graph(keras_model).accumulation() if keras_model is not None else onnx_accumulation(proto)
+    rule = accumulation.tolerance(ATOL)
+    stored = expected.stored_accumulation
+    return rule if stored is None else min(rule, stored.tolerance(ATOL))
+
+
+# ONNX operators that sum products, and the products one output sums, from their weight's dims.
+_SUMMING_OPERATORS: dict[str, Callable[[list[int], Any], int]] = {
+    "Gemm": lambda dims, node: dims[1] if _attribute(node, "transB") else dims[0],
+    "MatMul": lambda dims, node: dims[0] if len(dims) == 2 else 0,
+    "Conv": lambda dims, node: math.prod(dims[1:]),  # [out, in / group, kh, kw]
+    "ConvTranspose": lambda dims, node: dims[0] * math.prod(dims[2:]),  # [in, out / group, kh, kw]
+    "BatchNormalization": lambda dims, node: dims[0],  # channels, as the Keras rule counts BatchNorm
+}
+
+
+def onnx_accumulation(proto: Any) -> Accumulation:
+    """An upper estimate of the Keras rule's inputs for an ONNX graph: its summing operators (doubled: a BatchNorm
+    folded into the layer before it leaves no node, and the Keras rule counts it), and their longest sum."""
+    weights = {item.name: list(item.dims) for item in proto.graph.initializer}
+    lengths = []
+    for node in proto.graph.node:
+        dims = weights.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type in _SUMMING_OPERATORS and dims:
+            lengths.append(int(_SUMMING_OPERATORS[node.op_type](dims, node)))
+        elif node.op_type == "AveragePool":
+            lengths.append(math.prod(_attribute(node, "kernel_shape") or [1]))
+    return Accumulation(2 * len(lengths), max(lengths, default=0))
+
+
+def _attribute(node: Any, name: str) -> Any:
+    import onnx
+
+    found = next((item for item in node.attribute if item.name == name), None)
+    return None if found is None else onnx.helper.get_attribute_value(found)
 
 
 def _weights_comparison(stem: str, h5_file: Path, stored: dict[str, str], origin: str) -> Comparison:
@@ -256,7 +425,8 @@ def _checked(
     run: Callable[[], list[np.ndarray]],
 ) -> Comparison:
     """Compare a backend's model with the test vectors, or report why it cannot be: a model that takes other inputs
-    than the vectors hold, or whose role contradicts its file name (a discriminator saved as generator.h5)."""
+    than the vectors hold, or whose role contradicts its file name (a discriminator saved as generator.h5). A size
+    that is dynamic in the model (None) takes any size the vectors hold."""
     held = [list(array.shape) for array in expected.inputs.values()]
     main_shape = (
         input_shapes[list(expected.inputs).index(expected.main_input)] if len(held) == len(input_shapes) else []
@@ -268,7 +438,9 @@ def _checked(
     shown = describe(main_shape or input_shapes[0], output_shape)
     role, named = role_from_shapes(main_shape, output_shape), role_named_by(stem)
     problem = None
-    if [list(shape[1:]) for shape in input_shapes] != [shape[1:] for shape in held]:
+    if len(input_shapes) != len(held) or not all(
+        _fits(shape[1:], sides[1:]) for shape, sides in zip(input_shapes, held, strict=True)
+    ):
         problem = f"model maps {shown} but the test vectors hold {', '.join(map(str, held))}"
     elif named is not None and role in ROLES and role is not named:  # a swapped generator and discriminator
         problem = f"named {named.name} but maps {shown}"
@@ -277,6 +449,12 @@ def _checked(
     names = list(expected.predictions)
     comparison = compare_outputs(stem, backend, names, list(expected.predictions.values()), run(), tolerance)
     return replace(comparison, origin=origin)
+
+
+def _fits(declared: list, held: list) -> bool:
+    if len(declared) != len(held):
+        return False
+    return all(side is None or side == size for side, size in zip(declared, held, strict=True))
 
 
 def _jvm_comparisons(

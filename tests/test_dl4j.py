@@ -81,7 +81,7 @@ def test_verify_cli_prints_the_table_and_fails_on_disagreement(verified_run, tmp
     assert result.exit_code == 0, result.output
     assert "onnxruntime" in result.output and "pass" in result.output
     assert "dl4j" not in result.output and "java onnxruntime" not in result.output
-    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-jvm", "--atol", "0"])
+    result = CliRunner().invoke(app, ["verify", str(verified_run), "--no-jvm", "--atol", "1e-12"])
     assert result.exit_code == 1 and "disagree with Keras" in result.output
 
 

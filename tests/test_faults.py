@@ -163,7 +163,7 @@ def test_a_keras_archive_whose_config_inflates_to_a_gigabyte_is_refused_unread(t
     from ganport.loading import load_model_file  # TensorFlow loads now, outside the measurement
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(ModelError, match="config.json would inflate to 1.0 GiB"):
+    with pytest.raises(ModelError, match="its config.json would inflate to 1.0 GiB"):
         load_model_file(bomb)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 2**10  # KiB: nowhere near a GiB
     assert_one_line_error(invoke("inspect", bomb), "config.json would inflate to 1.0 GiB", "not read")

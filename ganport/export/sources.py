@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import ganport
+from ganport.budget import require_within_budget, rows_within_budget
 from ganport.contract import (
     CLASS_OUTPUT,
     CLASSES,
@@ -31,7 +32,7 @@ from ganport.contract import (
 )
 from ganport.errors import ModelError, UsageError
 from ganport.export.graph import Graph, InputSpec, build, read_graph
-from ganport.loading import LoadOptions, is_saved_model, load_as, load_model_file, predict_all
+from ganport.loading import LoadOptions, is_saved_model, load_as, load_model_file, predict_all, sample_bytes
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
 
@@ -134,10 +135,30 @@ def load_sources(
     return [source_model(load_model_file(path, load, log), path.stem, path)]
 
 
+# Copies of every activation an export holds at once at worst: Keras's outputs of each layer, the test-vector
+# arrays, their compressed file in memory, and the reload that checks it.
+ACTIVATION_COPIES = 4
+
+
+def reference_batch(sources: list[SourceModel]) -> int:
+    """How many samples the fixed inputs hold: REFERENCE_BATCH, or fewer when each sample is large (a 256x256
+    image-to-image model), so that an export stays within the memory budget; refused when one sample does not fit."""
+    sizes = [found for source in sources if (found := sample_bytes(source.keras_model)) is not None]
+    largest = max((size.activations * ACTIVATION_COPIES + size.workspace for size in sizes), default=0)
+    require_within_budget(
+        f"Checking one sample of {sources[0].origin} (its layers' activations, as the DL4J test vectors keep them, "
+        "and its largest convolution's workspace)",
+        largest,
+        "export on a machine with more memory, or raise GANPORT_MEMORY_BUDGET.",
+    )
+    return rows_within_budget(largest, REFERENCE_BATCH)
+
+
 def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:
     """Fixed inputs per role, by input name: seeded noise for a generator; its images (or seeded uniform values in
     [-1, 1]) for a critic and any other model; labels 0, 1, 2, ... cycling through the classes for conditional
-    models."""
+    models. reference_batch says how many."""
+    batch = reference_batch(sources)
     inputs: dict[str, dict[str, np.ndarray]] = {}
     generator = next((source for source in sources if source.role is GENERATOR), None)
     for source in sorted(sources, key=lambda item: item.role is not GENERATOR):
@@ -145,15 +166,15 @@ def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarr
         labels = _label_inputs(source.graph)
         for item in source.graph.inputs:
             if item in labels:
-                cycled = np.arange(REFERENCE_BATCH) % source.classes
+                cycled = np.arange(batch) % source.classes
                 arrays[item.name] = cycled.reshape(-1, *item.shape).astype(item.dtype)
             elif source.role is GENERATOR:
-                arrays[item.name] = reference_noise(item.shape[-1])
+                arrays[item.name] = reference_noise(item.shape[-1], batch)
             elif generator is not None:
                 arrays[item.name] = predict_all(generator.keras_model, list(inputs[GENERATOR.name].values()))[0]
             else:
                 rng = np.random.default_rng(REFERENCE_SEED)
-                arrays[item.name] = rng.uniform(-1, 1, (REFERENCE_BATCH, *item.shape)).astype(np.float32)
+                arrays[item.name] = rng.uniform(-1, 1, (batch, *item.shape)).astype(np.float32)
         inputs[source.role.name] = arrays
     return inputs
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import onnx
 import tensorflow as tf
 import tf2onnx
 
+from ganport import onnx_io
+from ganport.errors import ModelError
 from ganport.export.fold import fold_batch_norm
 from ganport.export.graph import build
 from ganport.export.job import ExportedFile, Job
@@ -33,7 +34,7 @@ from ganport.export.vectors import (
     vector_arrays,
 )
 from ganport.files import atomic_path
-from ganport.loading import call, framework_versions
+from ganport.loading import MAX_REASON, call, framework_versions
 from ganport.parity import provenance
 
 OPSET = 17
@@ -120,7 +121,13 @@ def convert_function(
     _name_batch_axis(proto)
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=str(value))
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        reason = " ".join(str(error).split())[:MAX_REASON]
+        raise ModelError(
+            f"tf2onnx wrote an ONNX graph that onnx's checker rejects ({reason}); nothing was written."
+        ) from None
     return proto
 
 
@@ -136,29 +143,6 @@ def save(proto: onnx.ModelProto, path: Path) -> Path:
     with atomic_path(path) as temporary:
         onnx.save(proto, temporary)
     return path
-
-
-def shapes(path: Path) -> tuple[list[list], list[list]]:
-    """Every input's and every output's shape in an ONNX file, batch axis included (as its name)."""
-    graph = onnx.load(path, load_external_data=False).graph
-
-    def dims(value: onnx.ValueInfoProto) -> list:
-        return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
-
-    return [dims(value) for value in graph.input], [dims(value) for value in graph.output]
-
-
-def run_all(path: Path, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
-    """The outputs (all, or those named, in that order) of a file on onnxruntime's CPU provider, each input cast to
-    the type the file declares."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {
-        item.name: np.asarray(inputs[item.name], np.int64 if item.type == "tensor(int64)" else np.float32)
-        for item in session.get_inputs()
-    }
-    return session.run(outputs, feeds)
 
 
 def write(job: Job) -> ExportedFile:
@@ -191,7 +175,7 @@ def write_model(job: Job) -> ExportedFile:
     with atomic_path(job.target) as temporary:
         onnx.save(proto, temporary)
         backend = f"onnxruntime {options.precision}"
-        comparison = job.compare(backend, run_all(temporary, job.inputs, list(item.output_names)))
+        comparison = job.compare(backend, onnx_io.run(temporary, job.inputs, list(item.output_names)))
         if precision.reduced:
             quality = quality_gate(fp32, temporary, job)
     return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)

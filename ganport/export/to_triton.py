@@ -19,16 +19,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import onnx
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
+from ganport import onnx_io
 from ganport.errors import ModelError, OutputError, UsageError
 from ganport.export import to_onnx
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.files import exclusive, staged_entries
 from ganport.parity import ATOL, REFERENCE_BATCH, REFERENCE_SEED, compare_outputs, require_all
-from ganport.protocol import DATATYPES, MODEL_VERSION, TensorSpec, triton_config
+from ganport.protocol import DATATYPES, MODEL_VERSION, ProtocolError, TensorSpec, triton_config
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.onnx"
@@ -67,10 +67,10 @@ def write_from_onnx(source: Path, target: Path, options: ExportOptions, log: Cal
         text = text_format.MessageToString(json_format.ParseDict(config, model_config_pb2.ModelConfig()))
         (folder / CONFIG_FILE).write_text(text)
         check_model_folder(folder, target.name)
-        expected, copied = to_onnx.run_all(source, arrays, names), to_onnx.run_all(model_file, arrays, names)
+        expected, copied = onnx_io.run(source, arrays, names), onnx_io.run(model_file, arrays, names)
         comparison = compare_outputs(target.name, "onnxruntime (Triton copy)", names, expected, copied, ATOL)
         require_all([comparison])
-    role = {prop.key: prop.value for prop in onnx.load(source, load_external_data=False).metadata_props}.get("role")
+    role = onnx_io.metadata(onnx_io.load(source)).get("role")
     return ExportedFile(target, role or "model", "triton", comparison)
 
 
@@ -123,16 +123,13 @@ def _fixed_inputs(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
 
 def onnx_tensors(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """An ONNX file's inputs and outputs in the protocol's terms: datatype names, -1 for dynamic axes."""
-    graph = onnx.load(path, load_external_data=False).graph
-    by_dtype = {dtype: name for name, dtype in DATATYPES.items()}
-
-    def spec(value: onnx.ValueInfoProto) -> TensorSpec:
-        tensor = value.type.tensor_type
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
-        shape = tuple(dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim)
-        return TensorSpec(value.name, by_dtype[dtype], shape)
-
-    return [spec(value) for value in graph.input], [spec(value) for value in graph.output]
+    try:
+        return tuple(  # type: ignore[return-value]
+            [TensorSpec.of_onnx(item.name, item.type, item.shape) for item in tensors]
+            for tensors in onnx_io.signature(onnx_io.load(path))
+        )
+    except ProtocolError as error:
+        raise ModelError(f"{path} cannot be a Triton model: {error}") from None
 
 
 def read_config(path: Path) -> model_config_pb2.ModelConfig:

@@ -26,14 +26,17 @@ import orjson
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ganport import __version__
+from ganport.budget import memory_budget
 from ganport.contract import MAX_SEED
 from ganport.errors import UsageError
+from ganport.files import size_text
 from ganport.images import grid_png
 from ganport.protocol import (
     BINARY_TYPE,
@@ -43,6 +46,7 @@ from ganport.protocol import (
     ProtocolError,
     decode_request,
     encode_response,
+    response_size,
     triton_config,
 )
 from ganport.serve.batching import MicroBatcher, ServerMetrics
@@ -56,6 +60,10 @@ MAX_SAMPLE_IMAGES = 256
 SAMPLE_SCALE = 4
 # How much of an oversized body is read and thrown away so that the client sees the 413.
 DISCARD_BYTES = 256 * 2**20
+# Shares of the memory budget: batches running in onnxruntime (split among the models), replies being encoded
+# and sent (all together), and one reply (a dynamic-size upscaler's JSON reply can be hundreds of MB).
+BATCH_SHARE, REPLIES_SHARE, REPLY_SHARE = 1 / 2, 1 / 2, 1 / 8
+MIN_REPLY_BYTES = 64 * 2**20
 # The status counted in the metrics for a request whose client went away before its answer (nginx's 499).
 DISCONNECTED = 499
 
@@ -72,12 +80,22 @@ class InferenceServer:
         """`hosts`: the Host header values answered (limits.allowed_hosts); None answers any."""
         self.settings = settings or ServeSettings()
         self.buffered = 0  # bytes of request bodies being received
+        self.replying = 0  # bytes of replies being encoded or sent
+        budget = memory_budget()
+        self.reply_limit = max(MIN_REPLY_BYTES, int(budget * REPLY_SHARE))
+        self.replies_limit = max(self.reply_limit, int(budget * REPLIES_SHARE))
+        batch_bytes = int(budget * BATCH_SHARE) // max(1, len(models))
         self.unanswered = 0  # requests cut by the end of the shutdown drain
         self.models = {model.name: model for model in models}
         self.metrics = ServerMetrics(self.settings.max_batch)
         self.batchers = {
             model.name: MicroBatcher(
-                model, self.settings.max_batch, self.settings.max_wait_ms, self.settings.queue_rows, self.metrics
+                model,
+                self.settings.max_batch,
+                self.settings.max_wait_ms,
+                self.settings.queue_rows,
+                self.metrics,
+                batch_bytes,
             )
             for model in models
         }
@@ -161,7 +179,12 @@ class InferenceServer:
                 batched = self.batchers[model.name].infer(decoded.inputs, decoded.rows)
                 outputs = await _unless_disconnected(request, batched)
                 _require_finite(outputs, decoded.outputs)
-                content, json_length = encode_response(model.name, decoded, outputs, model.outputs)
+                size = self._reserve_reply(response_size(decoded, outputs))
+                try:
+                    content, json_length = encode_response(model.name, decoded, outputs, model.outputs)
+                except BaseException:
+                    self._release_reply(size)
+                    raise
                 status = 200
             except ProtocolError as error:
                 status = error.status
@@ -174,9 +197,28 @@ class InferenceServer:
                 return self._stopped_before_answer()
             finally:
                 self.metrics.requests.labels(model.name, str(status)).inc()
+        release = BackgroundTask(self._release_reply, size)  # once the reply is sent (or its client went away)
         if json_length is None:
-            return Response(content, media_type=JSON_TYPE)
-        return Response(content, media_type=BINARY_TYPE, headers={HEADER_LENGTH: str(json_length)})
+            return Response(content, media_type=JSON_TYPE, background=release)
+        return Response(content, media_type=BINARY_TYPE, headers={HEADER_LENGTH: str(json_length)}, background=release)
+
+    def _reserve_reply(self, size: int) -> int:
+        """Count a reply of `size` bytes against the replies' share of the memory budget, or refuse it: 413 when it
+        alone is too large, 503 while the replies being sent hold too much."""
+        if size > self.reply_limit:
+            raise ProtocolError(
+                f"The reply would take {size_text(size)}, over the server's limit of {size_text(self.reply_limit)} "
+                "(its memory budget); ask for binary outputs (parameters.binary_data_output), fewer rows or "
+                "smaller inputs.",
+                413,
+            )
+        if self.replying + size > self.replies_limit:
+            raise ProtocolError("The server is sending too many large replies; retry shortly.", 503)
+        self.replying += size
+        return size
+
+    def _release_reply(self, size: int) -> None:
+        self.replying -= size
 
     async def sample_png(self, request: Request) -> Response:
         model = self._model(request)

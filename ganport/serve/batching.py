@@ -1,5 +1,6 @@
 """Dynamic micro-batching: requests for one model wait at most `max_wait` after the first of them arrived, are
-concatenated up to `max_batch` rows, run as one onnxruntime call in a worker thread, and split back.
+concatenated up to `max_batch` rows and up to `batch_bytes` of memory while they run (rows of different models
+differ in size a thousandfold), run as one onnxruntime call in a worker thread, and split back.
 
 While a batch runs, the next one gathers, so under load batches fill without waiting. The queue is bounded in rows;
 a full queue refuses at once (503) instead of letting latency grow without limit.
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ganport.budget import memory_budget
+from ganport.files import size_text
 from ganport.protocol import ProtocolError
 from ganport.serve.served import ServedModel
 
@@ -60,6 +63,7 @@ class ServerMetrics:
 class _Pending:
     inputs: dict[str, np.ndarray]
     rows: int
+    bytes: int  # what its rows take while onnxruntime runs them
     future: asyncio.Future
     arrived: float
 
@@ -72,9 +76,17 @@ class MicroBatcher:
     """
 
     def __init__(
-        self, model: ServedModel, max_batch: int, max_wait_ms: float, max_queue: int, metrics: ServerMetrics
+        self,
+        model: ServedModel,
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int,
+        metrics: ServerMetrics,
+        batch_bytes: int | None = None,
     ) -> None:
+        """`batch_bytes`: the most memory one batch may take while it runs [default: half the memory budget]."""
         self.model, self.max_batch, self.max_wait, self.max_queue = model, max_batch, max_wait_ms / 1000, max_queue
+        self.batch_bytes = batch_bytes if batch_bytes is not None else memory_budget() // 2
         self.failure: str | None = None
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -128,9 +140,17 @@ class MicroBatcher:
                 f"A request may hold at most {self.max_batch} rows (the server's --max-batch). Received: {rows}; "
                 "split it into several requests."
             )
+        row_bytes = self.model.row_bytes(inputs)
+        if rows * row_bytes > self.batch_bytes:
+            raise ProtocolError(
+                f"This request's {rows} rows would take {size_text(rows * row_bytes)} while the model runs them "
+                f"({size_text(row_bytes)} each); the server runs at most {size_text(self.batch_bytes)} at once "
+                f"(its memory budget). Send at most {self.batch_bytes // row_bytes} rows, or smaller inputs.",
+                413,
+            )
         self._reserve(rows)
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(inputs, rows, future, time.perf_counter()))
+        self._queue.append(_Pending(inputs, rows, rows * row_bytes, future, time.perf_counter()))
         self._queued_rows += rows
         if len(self._queue) == 1 or self._queued_rows >= self.max_batch:
             self._wake.set()
@@ -166,10 +186,15 @@ class MicroBatcher:
             await self._run(self._take())
 
     def _take(self) -> list[_Pending]:
-        batch, rows = [], 0
-        while self._queue and rows + self._queue[0].rows <= self.max_batch:
+        batch, rows, taken = [], 0, 0
+        while (
+            self._queue
+            and rows + self._queue[0].rows <= self.max_batch
+            and taken + self._queue[0].bytes <= self.batch_bytes
+        ):
             pending = self._queue.popleft()
             rows += pending.rows
+            taken += pending.bytes
             batch.append(pending)
         self._queued_rows -= rows
         return batch

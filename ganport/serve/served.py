@@ -3,15 +3,18 @@ generator, the sampling that the page and sample.png use."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ganport import onnx_io
 from ganport.contract import LABEL_INPUT
 from ganport.errors import ModelError, UsageError
-from ganport.protocol import MODEL_VERSION, ProtocolError, TensorSpec, datatype_of_onnx
-from ganport.runtime import Generator, open_session, require_classes
+from ganport.onnx_io import open_session
+from ganport.protocol import MODEL_VERSION, ProtocolError, TensorSpec
+from ganport.runtime import Generator, require_classes
 
 
 class ServedModel:
@@ -22,8 +25,10 @@ class ServedModel:
         self.session = open_session(self.path, device, threads, spinning=False)
         self.provider = self.session.get_providers()[0]
         try:
-            self.inputs = [_spec(item) for item in self.session.get_inputs()]
-            self.outputs = [_spec(item) for item in self.session.get_outputs()]
+            self.inputs, self.outputs = (
+                [TensorSpec.of_onnx(item.name, item.type, item.shape) for item in tensors]
+                for tensors in onnx_io.signature(self.session)
+            )
         except ProtocolError as error:
             raise ModelError(f"{self.path} cannot be served: {error}") from None
         fixed = [spec.name for spec in [*self.inputs, *self.outputs] if spec.shape[:1] != (-1,)]
@@ -32,6 +37,7 @@ class ServedModel:
                 f"{self.path} cannot be batched: {', '.join(fixed)} must have a dynamic first (batch) axis; "
                 "export it with one (ganport's ONNX exports have it)."
             )
+        self.proto = onnx_io.load(self.path)
         self.generator, self.not_a_generator = _generator_or_reason(self.path, self.session)
 
     @property
@@ -45,6 +51,18 @@ class ServedModel:
                 require_classes(inputs[LABEL_INPUT], self.generator.classes, self.name)
             except UsageError as error:
                 raise ProtocolError(str(error)) from None
+
+    def row_bytes(self, inputs: dict[str, np.ndarray]) -> int:
+        """What one row of this request takes while onnxruntime runs it (onnx_io.row_bytes): the same for every
+        request when only the batch axis is dynamic, else inferred for its other sizes (a dynamic image size)."""
+        return self._row_bytes(tuple((name, array.shape[1:]) for name, array in inputs.items() if self._dynamic(name)))
+
+    def _dynamic(self, name: str) -> bool:
+        return any(side == -1 for spec in self.inputs if spec.name == name for side in spec.shape[1:])
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one ServedModel per served file, alive as long as the server
+    def _row_bytes(self, sizes: tuple[tuple[str, tuple[int, ...]], ...]) -> int:
+        return onnx_io.row_bytes(self.proto, dict(sizes))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All outputs for a batch of inputs (called from the batching worker thread)."""
@@ -60,11 +78,6 @@ class ServedModel:
             "inputs": [spec.metadata() for spec in self.inputs],
             "outputs": [spec.metadata() for spec in self.outputs],
         }
-
-
-def _spec(item: Any) -> TensorSpec:
-    shape = tuple(side if isinstance(side, int) and side > 0 else -1 for side in item.shape)
-    return TensorSpec(item.name, datatype_of_onnx(item.type), shape)
 
 
 def _generator_or_reason(path: Path, session: Any) -> tuple[Generator | None, str | None]:

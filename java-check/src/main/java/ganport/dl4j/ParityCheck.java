@@ -167,7 +167,7 @@ public final class ParityCheck {
         GanModel network;
         try {
             network = runtime.load(modelFile);
-        } catch (Exception | UnsatisfiedLinkError error) {
+        } catch (Exception | UnsatisfiedLinkError | OutOfMemoryError error) {
             result.status = "not-importable";
             result.reason = (runtime == GanModel.Runtime.DL4J ? "not DL4J-importable: " : "ONNX Runtime cannot load it: ")
                     + rootMessage(error);
@@ -241,27 +241,42 @@ public final class ParityCheck {
         } catch (Exception error) {
             result.status = "error";
             result.reason = rootMessage(error);
+        } catch (OutOfMemoryError error) {
+            // the JVM's caps (ganport sets -Xmx and JavaCPP's maxbytes from its memory budget) were reached: this
+            // model's arrays are released, and the next model still runs
+            result.status = "error";
+            result.reason = "ran out of java-check's memory cap (" + rootMessage(error) + "); raise "
+                    + "GANPORT_MEMORY_BUDGET on a machine that has the memory";
         }
         return result;
     }
 
-    /** Max abs and max rel difference; both arrays are compared as [N, -1] in C order when their shapes differ. */
+    /**
+     * Max abs and max rel difference; both arrays are compared as [N, -1] in C order when their shapes differ. One
+     * sample at a time is copied out as doubles, so the comparison holds one sample's values beside the arrays, not
+     * two double copies of the whole batch.
+     */
     static double[] compare(INDArray keras, INDArray dl4j) {
         if (keras.size(0) != dl4j.size(0) || keras.length() != dl4j.length()) {
             throw new IllegalArgumentException("output shapes " + Arrays.toString(keras.shape()) + " and "
                     + Arrays.toString(dl4j.shape()) + " cannot be reconciled");
         }
-        double[] expected = keras.castTo(DataType.DOUBLE).dup('c').data().asDouble();
-        double[] actual = dl4j.castTo(DataType.DOUBLE).dup('c').data().asDouble();
+        long rows = keras.size(0);
+        INDArray expectedRows = keras.dup('c').reshape('c', rows, -1);
+        INDArray actualRows = dl4j.dup('c').reshape('c', rows, -1);
         double maxAbs = 0;
         double maxRel = 0;
-        for (int i = 0; i < expected.length; i++) {
-            double abs = Math.abs(expected[i] - actual[i]);
-            if (Double.isNaN(abs)) {
-                return new double[] {Double.POSITIVE_INFINITY, Double.POSITIVE_INFINITY};
+        for (long row = 0; row < rows; row++) {
+            double[] expected = expectedRows.getRow(row).castTo(DataType.DOUBLE).dup('c').data().asDouble();
+            double[] actual = actualRows.getRow(row).castTo(DataType.DOUBLE).dup('c').data().asDouble();
+            for (int i = 0; i < expected.length; i++) {
+                double abs = Math.abs(expected[i] - actual[i]);
+                if (Double.isNaN(abs)) {
+                    return new double[] {Double.POSITIVE_INFINITY, Double.POSITIVE_INFINITY};
+                }
+                maxAbs = Math.max(maxAbs, abs);
+                maxRel = Math.max(maxRel, abs / Math.max(Math.abs(expected[i]), RELATIVE_FLOOR));
             }
-            maxAbs = Math.max(maxAbs, abs);
-            maxRel = Math.max(maxRel, abs / Math.max(Math.abs(expected[i]), RELATIVE_FLOOR));
         }
         return new double[] {maxAbs, maxRel};
     }
