@@ -22,7 +22,7 @@ import ganport
 from ganport.contract import MAX_SEED
 from ganport.data import DATASETS
 from ganport.errors import GanportError, MissingExtraError, UsageError
-from ganport.evaluate import DEFAULT_SAMPLES, MIN_SAMPLES
+from ganport.evaluate import DEFAULT_SAMPLES, MAX_SAMPLES, MIN_SAMPLES
 from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
 from ganport.extras import extra_providing
 from ganport.files import describe_os_error
@@ -181,8 +181,29 @@ SeedOption = Annotated[
 ]
 
 
+# train's options that set a run's TrainConfig field (by field name): with --resume, the run's own settings stand.
+RUN_SETTINGS = {
+    "model": "model",
+    "dataset": "dataset",
+    "data": "data_path",
+    "batch_size": "batch_size",
+    "save_interval": "save_interval",
+    "checkpoint_interval": "checkpoint_interval",
+    "learning_rate": "learning_rate",
+    "beta1": "beta_1",
+    "latent_dim": "latent_dim",
+    "seed": "seed",
+    "xla": "jit_compile",
+    "ema": "ema_decay",
+    "label_smoothing": "label_smoothing",
+    "pretrain_discriminator": "pretrain_discriminator",
+    "precision": "precision",
+}
+
+
 @app.command()
 def train(
+    context: typer.Context,
     model: Annotated[
         _choice(ARCHITECTURES),
         typer.Option(help="; ".join(f"{item.name}: {item.summary}" for item in ARCHITECTURES.values()) + "."),
@@ -265,12 +286,18 @@ def train(
                 pretrain_discriminator=pretrain_discriminator,
                 precision=precision,
             )
+        given = {
+            field: str(value) if name == "data" and value is not None else value
+            for name, field in RUN_SETTINGS.items()
+            if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"  # typer vendors click
+            for value in [context.params[name]]
+        }
         import_tensorflow_quietly()
         from ganport import train as training
 
         with filtered_native_stderr():  # grappler's C++ messages about fusions it skips are not the user's problem
             result = (
-                training.resume(out, iterations, console=console, device=device)
+                training.resume(out, iterations, console=console, device=device, settings=given)
                 if config is None
                 else training.train(config, out, console=console, device=device)
             )
@@ -315,11 +342,13 @@ def export(
     overwrite: Annotated[
         bool,
         typer.Option(
-            help="Triton only: replace an existing version 1 and config.pbtxt (other versions and files stay)."
+            help="Replace files that exist already (a model file and its test vectors; for Triton, version 1 and "
+            "config.pbtxt, while other versions and files stay); without it an export never replaces a file."
         ),
     ] = False,
 ) -> None:
-    """Export, then validate each written file against the Keras model (fp32: max abs diff <= 1e-4)."""
+    """Export, then validate each written file against the Keras model (fp32: within ganport's float32 rule,
+    README: Parity; fp16 and int8: quality-gated)."""
     with reported_errors():
         import_tensorflow_quietly()
         from ganport.evaluate import score_generator
@@ -603,7 +632,9 @@ def inspect(
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A generator: .onnx (onnxruntime) or .keras/.h5 (TensorFlow).")],
-    n: Annotated[int, typer.Option("--n", "-n", min=MIN_SAMPLES, help="Samples to score.")] = DEFAULT_SAMPLES,
+    n: Annotated[
+        int, typer.Option("--n", "-n", min=MIN_SAMPLES, max=MAX_SAMPLES, help="Samples to score.")
+    ] = DEFAULT_SAMPLES,
     seed: SeedOption = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
     png: Annotated[Path | None, typer.Option(help="Sample grid + class histogram [default: MODEL_eval.png].")] = None,

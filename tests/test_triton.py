@@ -178,9 +178,6 @@ def test_an_export_touches_only_its_version_and_config(tmp_path):
     assert sorted(path.name for path in folder.iterdir()) == ["1", "2", CONFIG_FILE, "labels.txt"]
     assert (folder / "2" / MODEL_FILE).read_bytes() == b"version 2"
 
-    result = CliRunner().invoke(app, ["export", str(source), "--format", "keras", "--overwrite"])
-    assert_one_line_error(result, "--overwrite replaces a Triton model's version", exit_code=2)
-
 
 def test_a_second_export_into_a_folder_being_written_is_refused(tmp_path):
     import subprocess

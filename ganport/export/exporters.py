@@ -10,11 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ganport.contract import GENERATOR
-from ganport.errors import UsageError
+from ganport.errors import ModelError, UsageError
 from ganport.export.formats import FORMATS
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, load_sources, reference_inputs
+from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
 from ganport.loading import LoadOptions, is_saved_model, predict_all
 from ganport.run import RunFolder
@@ -59,11 +60,6 @@ def export(
         )
     if options.gpu and fmt != "triton":
         raise UsageError(f"--gpu adds a GPU instance group to a Triton model; it does not apply to --format {fmt}.")
-    if options.overwrite and fmt != "triton":
-        raise UsageError(
-            f"--overwrite replaces a Triton model's version; --format {fmt} writes single files, which it replaces "
-            "whole once they pass their checks."
-        )
     if options.precision != FULL_PRECISION and options.score is None:
         raise UsageError(
             f"--precision {options.precision} is quality-gated: pass ExportOptions(score=...), e.g. "
@@ -97,9 +93,27 @@ def export(
             )
         reference = predict_all(item.keras_model, list(model_inputs.values()))
         job = Job(item, target, model_inputs, reference, options, log)
+        _require_new_or_overwrite(job, fmt)
         exported.append(FORMATS[fmt].write(job))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported
+
+
+def _require_new_or_overwrite(job: Job, fmt: str) -> None:
+    """Refuse, before any work, to replace a file the user has (a model, or test vectors that hold other numbers)
+    unless --overwrite says to. A Triton model folder is checked by its own writer (its other versions stay)."""
+    if not FORMATS[fmt].suffix or job.options.overwrite:
+        return
+    vectors = job.target.with_name(job.target.stem + TEST_VECTORS_SUFFIX)
+    same = vector_arrays(job.inputs, job.item.output_names, job.reference)
+    taken = [job.target] if job.target.exists() or job.target.is_symlink() else []
+    if FORMATS[fmt].test_vectors and (vectors.exists() or vectors.is_symlink()) and not holds(vectors, same):
+        taken.append(vectors)
+    if taken:
+        raise UsageError(
+            f"{' and '.join(map(str, taken))} exist{'s' if len(taken) == 1 else ''} already; pass --overwrite to "
+            "replace them, or another --out."
+        )
 
 
 def onnx_sources(source: Path) -> list[Path]:
@@ -108,7 +122,7 @@ def onnx_sources(source: Path) -> list[Path]:
     if source.suffix == ".onnx":
         problem = file_problem(source)
         if problem:
-            raise UsageError(f"{source} {problem}; pass an ONNX file, a run folder or a Keras model file.")
+            raise ModelError(f"{source} {problem}; pass an ONNX file, a run folder or a Keras model file.")
         return [source]
     if source.is_dir() and not RunFolder(source).generator.is_file():
         return sorted(source.glob("generator*.onnx"))

@@ -28,6 +28,7 @@ class Format:
     onnx_precisions: bool = False  # ONNX inside, so --precision fp16/int8 applies
     takes_onnx: bool = False  # also made from ONNX files: its writer module has `write_from_onnx`
     keras_layers_only: bool = False  # a Keras file that must reload by itself: no TensorFlow ops or Python code
+    test_vectors: bool = False  # also writes NAME_inputs_and_outputs.h5 beside the model
 
     @property
     def write(self) -> Callable[[Job], ExportedFile]:
@@ -41,8 +42,24 @@ class Format:
 FORMATS: dict[str, Format] = {
     format.name: format
     for format in (
-        Format("onnx", ".onnx", "ganport.export.to_onnx", "ONNX for onnxruntime", ("generator",), onnx_precisions=True),
-        Format("h5", ".h5", "ganport.export.to_h5", "DL4J-ready Keras 2 HDF5", ("generator", "discriminator"), True),
+        Format(
+            "onnx",
+            ".onnx",
+            "ganport.export.to_onnx",
+            "ONNX for onnxruntime",
+            ("generator",),
+            onnx_precisions=True,
+            test_vectors=True,
+        ),
+        Format(
+            "h5",
+            ".h5",
+            "ganport.export.to_h5",
+            "DL4J-ready Keras 2 HDF5",
+            ("generator", "discriminator"),
+            for_dl4j=True,
+            test_vectors=True,
+        ),
         Format(
             "keras",
             ".keras",

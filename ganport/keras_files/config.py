@@ -121,13 +121,16 @@ def require_layer_lists(config: dict, source: str) -> None:
         if item["class_name"] not in MODEL_CLASSES:
             continue
         layers = model_layers(item)
-        if not isinstance(layers, list) or not all(
-            isinstance(layer, dict) and isinstance(layer.get("class_name"), str) for layer in layers
-        ):
-            raise ModelError(
-                f"{source}: model {_name(item)!r} does not list its layers as objects (found "
-                f"{_article(type(layers).__name__)}); the file is damaged or was not written by Keras."
-            )
+        if not isinstance(layers, list):
+            found = _article(type(layers).__name__)
+        elif not all(isinstance(layer, dict) and isinstance(layer.get("class_name"), str) for layer in layers):
+            found = "a list holding something other than layer objects"
+        else:
+            continue
+        raise ModelError(
+            f"{source}: model {_name(item)!r} does not list its layers as objects (found {found}); the file is "
+            "damaged or was not written by Keras."
+        )
 
 
 def _name(item: dict) -> str:
