@@ -11,6 +11,7 @@ in java-check/, built with Maven on first use, with their heap and native memory
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -32,7 +33,18 @@ from ganport.contract import LABEL_INPUT, ROLES, describe, role_from_shapes, rol
 from ganport.errors import GanportError, UsageError
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
 from ganport.files import file_problem, size_text
-from ganport.parity import ATOL, Accumulation, Comparison, compare_outputs, describe_provenance, scale
+from ganport.parity import (
+    ATOL,
+    STORED_ERROR_CEILING,
+    Accumulation,
+    Comparison,
+    Float64Errors,
+    against_float64,
+    compare_outputs,
+    describe_provenance,
+    float64_errors,
+    scale,
+)
 from ganport.run import RunFolder
 
 JAVA_CHECK_ENV = "GANPORT_JAVA_CHECK"
@@ -162,6 +174,7 @@ class VectorFile:
     parity: dict | None = None
     provenance: dict | None = None
     weights: dict[str, str] | None = None
+    path: Path | None = None  # the file, from which the activations are read when needed
 
     @property
     def main_input(self) -> str:
@@ -173,6 +186,21 @@ class VectorFile:
         if self.parity is None:
             return None
         return Accumulation(self.parity["summing_layers"], self.parity["longest_sum"])
+
+    @property
+    def stored_float64_errors(self) -> Float64Errors | None:
+        """Keras float32's errors against float64 as export recorded them (exports before 2026-12-07 did not)."""
+        if self.parity is None or "keras_float32_error" not in self.parity:
+            return None
+        return Float64Errors(tuple(self.parity["keras_float32_error"]), tuple(self.parity["float64_scale"]))
+
+    def activations(self, names: list[str]) -> dict[str, np.ndarray]:
+        """The stored Keras activations of the named layers that the file holds (h5 exports store every layer's)."""
+        if self.path is None:
+            return {}
+        with h5py.File(self.path, "r") as archive:
+            group = archive.get("activations")
+            return {name: group[name][()] for name in names if group is not None and name in group}
 
 
 _RECORDS = (PARITY, PROVENANCE, WEIGHTS)
@@ -204,7 +232,7 @@ def read_vectors(path: Path) -> VectorFile:
     batches = {len(array) for array in [*inputs.values(), *predictions.values()]}
     if len(batches) != 1 or batches == {0}:
         raise VerifyError(f"{path} holds arrays of different batch sizes ({sorted(batches)}); re-export it.")
-    return VectorFile(inputs, predictions, records[PARITY], records[PROVENANCE], records[WEIGHTS])
+    return VectorFile(inputs, predictions, records[PARITY], records[PROVENANCE], records[WEIGHTS], path)
 
 
 def _names(archive: h5py.File, attribute: str) -> list[str]:
@@ -235,6 +263,18 @@ def _record(archive: h5py.File, name: str) -> dict | None:
         for key in ("summing_layers", "longest_sum")
     ):
         raise ValueError(f"its {name!r} record does not hold the rule's summing_layers and longest_sum")
+    if name == PARITY and "keras_float32_error" in record:
+        lists = [record.get(key) for key in ("keras_float32_error", "float64_scale")]
+        if (
+            not all(isinstance(found, list) for found in lists)
+            or len(lists[0]) != len(lists[1])
+            or not all(
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+                for found in lists
+                for value in found
+            )
+        ):
+            raise ValueError(f"its {name!r} record's float64 errors are not lists of non-negative numbers")
     if name in (WEIGHTS, PROVENANCE) and not all(isinstance(value, str) for value in record.values()):
         raise ValueError(f"its {name!r} record does not map names to text")
     return record
@@ -311,12 +351,17 @@ def verify(
     comparisons: list[Comparison] = []
     for stem in stems:
         found = {runtime: results.get(stem) for runtime, results in reports.items()} if jvm else None
-        comparisons += _verify_model(stem, expected[stem], models[stem], atol, found)
+        comparisons += _verify_model(stem, expected[stem], models[stem], atol, found, run_folder)
     return comparisons
 
 
 def _verify_model(
-    stem: str, expected: VectorFile, files: dict[str, Path], atol: float | None, jvm: dict[str, dict | None] | None
+    stem: str,
+    expected: VectorFile,
+    files: dict[str, Path],
+    atol: float | None,
+    jvm: dict[str, dict | None] | None,
+    run_folder: Path | None = None,
 ) -> list[Comparison]:
     """Every backend's comparison for one model: its files loaded as export loads them, its bound from the rule;
     `jvm`: java-check's result for it per runtime (None when the JVM runtimes were not asked for)."""
@@ -326,7 +371,8 @@ def _verify_model(
     proto = onnx_io.load(files[".onnx"]) if ".onnx" in files else None
     tolerance = atol if atol is not None else _rule(expected, loaded, proto)
     origin = describe_provenance(expected.provenance)
-    checked = partial(_checked, stem, expected=expected, tolerance=tolerance, origin=origin)
+    truth = Float64Truth(expected, _source_of_truth(expected, files, loaded, run_folder)) if atol is None else None
+    checked = partial(_checked, stem, expected=expected, tolerance=tolerance, origin=origin, truth=truth)
     arrays = list(expected.inputs.values())
     comparisons = []
     if ".keras" in loaded:
@@ -343,10 +389,81 @@ def _verify_model(
         backend = "tf_keras h5" if not _is_keras3(reloaded) else "keras h5"
         comparisons.append(checked(backend, *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
         if jvm is not None:
-            comparisons.extend(_jvm_comparisons(stem, jvm["dl4j"], tolerance, expected, origin))
+            comparisons.extend(_jvm_comparisons(stem, jvm["dl4j"], tolerance, expected, origin, truth))
     if jvm is not None and jvm["onnx"] is not None:  # an ONNX-only export is checked on the JVM too
-        comparisons.extend(_jvm_comparisons(stem, jvm["onnx"], tolerance, expected, origin))
+        comparisons.extend(_jvm_comparisons(stem, jvm["onnx"], tolerance, expected, origin, truth))
     return comparisons
+
+
+def _layer_against_float64(name: str, comparison: Comparison, errors: Float64Errors) -> Comparison:
+    deep = against_float64(comparison, [name], None, errors)
+    return replace(deep, note=f"{name}: {deep.note}")
+
+
+class Float64Truth:
+    """The float64 truth for one model's test vectors (ganport.parity's deep-model rule), computed on first need:
+    from its Keras graph when a Keras model file is at hand, else from Keras float32's errors as the vectors record
+    them, which may widen the static bound by STORED_ERROR_CEILING at most."""
+
+    def __init__(self, expected: VectorFile, keras_model: Any) -> None:
+        self.expected, self.keras_model = expected, keras_model
+
+    @functools.cached_property
+    def graph(self) -> Any:
+        from ganport.export.graph import read_graph
+
+        return None if self.keras_model is None else read_graph(self.keras_model)
+
+    @functools.cached_property
+    def outputs(self) -> list[np.ndarray] | None:
+        from ganport.export.graph import float64_outputs
+
+        return None if self.graph is None else float64_outputs(self.graph, list(self.expected.inputs.values()))
+
+    @functools.cached_property
+    def errors(self) -> Float64Errors | None:
+        if self.outputs is not None:
+            return float64_errors(list(self.expected.predictions.values()), self.outputs)
+        return self.expected.stored_float64_errors
+
+    @property
+    def ceiling(self) -> float | None:
+        return None if self.outputs is not None else STORED_ERROR_CEILING
+
+    def check(self, comparison: Comparison, candidates: list[np.ndarray] | None = None) -> Comparison:
+        """`comparison` as it is when it passed the static rule or no truth is known, else by the deep rule."""
+        if comparison.passed or self.errors is None:
+            return comparison
+        names = list(self.expected.predictions)
+        return against_float64(comparison, names, self.outputs, self.errors, candidates, ceiling=self.ceiling)
+
+    def layer_errors(self, names: list[str]) -> dict[str, Float64Errors]:
+        """Keras float32's own error against float64 for each named layer the graph holds, from the activations
+        the test vectors store (as java-check compares them)."""
+        from ganport.export.graph import float64_outputs
+
+        known = [name for name in names if self.graph is not None and name in self.graph.names()]
+        stored = self.expected.activations(known)
+        known = [name for name in known if name in stored]
+        if not known:
+            return {}
+        computed = float64_outputs(self.graph, list(self.expected.inputs.values()), tuple(known))
+        truths = computed[len(self.expected.predictions) :]
+        return {name: float64_errors([stored[name]], [truth]) for name, truth in zip(known, truths, strict=True)}
+
+
+def _source_of_truth(
+    expected: VectorFile, files: dict[str, Path], loaded: dict[str, Any], run_folder: Path | None
+) -> Any:
+    """The model whose float64 outputs are the truth for the deep-model rule: one known to hold the weights that
+    made the stored predictions, never a candidate that may have changed (a tampered file would vouch for itself):
+    a run folder's own Keras model, or an HDF5 export whose weights still match the digests taken at export. None
+    when neither is at hand (the rule then uses the errors the vectors record, capped)."""
+    if ".keras" in files and run_folder is not None and files[".keras"].parent == run_folder:
+        return loaded[".keras"]
+    if ".h5" in files and expected.weights is not None and weight_digests(files[".h5"]) == expected.weights:
+        return loaded[".h5"]
+    return None
 
 
 def _is_keras3(model: Any) -> bool:
@@ -425,6 +542,7 @@ def _checked(
     expected: VectorFile,
     tolerance: float,
     origin: str,
+    truth: Float64Truth | None,
     run: Callable[[], list[np.ndarray]],
 ) -> Comparison:
     """Compare a backend's model with the test vectors, or report why it cannot be: a model that takes other inputs
@@ -449,8 +567,10 @@ def _checked(
         problem = f"named {named.name} but maps {shown}"
     if problem is not None:
         return Comparison(stem, backend, float("inf"), float("inf"), tolerance, f"{problem}; re-export it", origin)
-    names = list(expected.predictions)
-    comparison = compare_outputs(stem, backend, names, list(expected.predictions.values()), run(), tolerance)
+    names, outputs = list(expected.predictions), run()
+    comparison = compare_outputs(stem, backend, names, list(expected.predictions.values()), outputs, tolerance)
+    if truth is not None:
+        comparison = truth.check(comparison, outputs)
     return replace(comparison, origin=origin)
 
 
@@ -461,13 +581,19 @@ def _fits(declared: list, held: list) -> bool:
 
 
 def _jvm_comparisons(
-    stem: str, result: dict | None, tolerance: float, expected: VectorFile, origin: str
+    stem: str,
+    result: dict | None,
+    tolerance: float,
+    expected: VectorFile,
+    origin: str,
+    truth: Float64Truth | None = None,
 ) -> list[Comparison]:
     """A JVM runtime's output, and for DL4J the worst of its per-layer activations (a hidden layer can be off while
-    outputs agree; ONNX files keep no layers to compare).
+    outputs agree; ONNX files keep no layers to compare); with `truth`, what fails the static rule is held to the
+    deep-model rule (ganport.parity), from java-check's numbers.
 
-    The worst layer and its scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says why):
-    a hidden layer's bound is the tolerance times its scale, as an output's is.
+    Each layer's difference and scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says
+    why): a hidden layer's bound is the tolerance times its scale, as an output's is.
     """
     if result is None:
         return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, f"no {stem}.h5 to import", origin)]
@@ -477,20 +603,32 @@ def _jvm_comparisons(
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"{runtime} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
     output_scale = max(scale(prediction) for prediction in expected.predictions.values())
-    worst = next((layer for layer in result["layers"] if layer["name"] == result.get("worstLayer")), None)
-    comparisons = [
-        Comparison(stem, runtime, result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin)
-    ]
-    if worst is not None:
-        comparisons.append(
-            Comparison(
-                stem,
-                f"{runtime} layers",
-                worst["maxAbsDiff"],
-                worst["maxRelDiff"],
-                tolerance * worst["scale"],
-                note=f"worst of {len(result['layers'])}: {worst['name']}, scale {worst['scale']:.3g}",
-                origin=origin,
-            )
+    output = Comparison(
+        stem, runtime, result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin
+    )
+    comparisons = [output if truth is None else truth.check(output)]
+    layers = [
+        Comparison(
+            stem,
+            f"{runtime} layers",
+            layer["maxAbsDiff"],
+            layer["maxRelDiff"],
+            tolerance * layer["scale"],
+            note=f"worst of {len(result['layers'])}: {layer['name']}, scale {layer['scale']:.3g}",
+            origin=origin,
         )
+        for layer in result["layers"]
+    ]
+    named = list(zip((layer["name"] for layer in result["layers"]), layers, strict=True))
+    failing = [name for name, comparison in named if not comparison.passed]
+    if failing and truth is not None:
+        errors = truth.layer_errors(failing)
+        layers = [
+            _layer_against_float64(name, comparison, errors[name])
+            if name in errors and not comparison.passed
+            else comparison
+            for name, comparison in named
+        ]
+    if layers:
+        comparisons.append(max(layers, key=lambda comparison: comparison.max_abs_diff - comparison.bound))
     return comparisons

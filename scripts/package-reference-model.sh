@@ -10,9 +10,9 @@ sample_options=("$@")
 [ ${#sample_options[@]} -gt 0 ] || sample_options=(-n 100)
 ganport=.venv/bin/ganport
 mkdir -p "$target"
-$ganport export "$run" --format onnx --out "$target"
-$ganport export "$run" --format onnx --precision int8 --out "$target"
-$ganport export "$run" --format h5 --out "$target"
+$ganport export "$run" --format onnx --out "$target" --overwrite
+$ganport export "$run" --format onnx --precision int8 --out "$target" --overwrite
+$ganport export "$run" --format h5 --out "$target" --overwrite
 $ganport sample "$target/generator.onnx" "${sample_options[@]}" --seed 0 --out "$target/samples.png"
 $ganport eval "$target/generator.onnx" --json "$target/eval.json" --png "$target/eval.png"
 cp "$run/config.json" "$run/metrics.jsonl" "$target/"

@@ -152,3 +152,25 @@ def test_shipped_reference_models_import_into_dl4j_with_parity(name):
     }
     for comparison in comparisons:
         assert comparison.passed, comparison.line()
+
+
+def test_a_model_needing_more_than_the_jvms_memory_cap_fails_in_one_line_and_the_next_one_runs(
+    verified_run, tmp_path, monkeypatch
+):
+    """java-check runs with its native memory capped from ganport's budget; here the cap (1 MB) is below what either
+    model needs: each is reported as having run out of it, verify fails in one line, and the JVM is not killed."""
+    from typer.testing import CliRunner
+
+    from conftest import assert_one_line_error
+    from ganport.cli import app
+    from ganport.export import export
+    from ganport.verify import JvmMemory
+
+    folder = tmp_path / "exports"
+    export(verified_run, "h5", folder, log=lambda line: None)
+    monkeypatch.setattr(JvmMemory, "from_budget", classmethod(lambda cls: cls(heap=256 * 2**20, native=10**6)))
+    comparisons = verify(folder, log=lambda line: None)
+    capped = [c for c in comparisons if c.backend in ("dl4j", "java onnxruntime") and not c.passed]
+    assert {c.model for c in capped if c.backend == "dl4j"} == {"generator", "discriminator"}
+    assert all("ran out of java-check's memory cap" in c.note for c in capped if c.backend == "dl4j")
+    assert_one_line_error(CliRunner().invoke(app, ["verify", str(folder)]), "ran out of java-check's memory cap")

@@ -124,3 +124,70 @@ def test_shipped_models_verify_whatever_kernels_onednn_picks(setting):
     lines = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(lines) >= 4 * 4
     assert all(passed for _, passed in lines), [line for line, passed in lines if not passed]
+
+
+def test_the_float64_rule_takes_errors_of_kerass_own_size_and_refuses_larger_ones():
+    from ganport.parity import FLOAT64_FACTOR, Comparison, against_float64, float64_errors
+
+    truth = np.linspace(-1, 1, 12).reshape(3, 4)
+    keras32 = truth + 1e-4  # Keras float32 off by 1e-4, far past a static bound of 1e-5
+    errors = float64_errors([keras32], [truth])
+    static = Comparison("g", "onnxruntime", 2e-4, 2e-4, 1e-5)
+    assert against_float64(static, ["image"], [truth], errors, [truth - 2e-4]).passed  # twice Keras's own error
+    assert not against_float64(static, ["image"], [truth], errors, [truth + FLOAT64_FACTOR * 1e-4 + 2e-5]).passed
+    # from numbers alone (DL4J): the difference from Keras float32 plus Keras's own error
+    assert against_float64(static, ["image"], None, errors).max_abs_diff == pytest.approx(3e-4)
+    # errors read from a file widen the static bound by STORED_ERROR_CEILING at most
+    huge = float64_errors([truth + 1.0], [truth])
+    assert against_float64(static, ["image"], None, huge, ceiling=10.0).bound == pytest.approx(1e-4)
+
+
+def _deep_model(path):
+    """12 convolutions with BatchNorm scaling by 2 (moving variance 0.25), seeded: float32 rounding grows layer by
+    layer, and Keras's own float32 output is about 1e-4 from the float64 result, nearly three times the static
+    rule's 3.6e-5, as the corpus's 256x256 encoder-decoder is."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers, rng = keras.layers, np.random.default_rng(0)
+    stack = [keras.Input((32, 32, 3))]
+    for _ in range(12):
+        stack += [layers.Conv2D(32, 3, padding="same"), layers.BatchNormalization(), layers.LeakyReLU(0.2)]
+    model = keras.Sequential([*stack, layers.Conv2D(3, 3, padding="same", activation="tanh")])
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape).astype("f4"), np.full_like(variance, 0.25)])
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_deep_model_passes_against_float64_and_a_weight_changed_by_a_thousandth_still_fails(tmp_path):
+    import onnx
+
+    from ganport.export import export
+
+    source, out = _deep_model(tmp_path / "deep.keras"), tmp_path / "out"
+    (onnx_file,) = export(source, "onnx", out, log=lambda line: None)
+    (h5_file,) = export(source, "h5", out, log=lambda line: None)
+    assert onnx_file.comparison.passed and h5_file.comparison.passed
+    with h5py.File(h5_file.test_vectors) as vectors:
+        record = json.loads(vectors.attrs["parity"])
+    assert record["keras_float32_error"][0] > 2 * record["tolerance"]  # beyond what the static rule can judge
+    assert all(c.passed for c in verify(out, jvm=False, log=lambda line: None))
+    model = onnx.load(onnx_file.path)
+    kernel = next(item for item in model.graph.initializer if len(item.dims) == 4)
+    kernel.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(kernel) * np.float32(1.001), kernel.name))
+    onnx.save(model, tmp_path / "changed.onnx")
+    alone = tmp_path / "onnx only"  # no Keras model beside it: the rule uses the errors the vectors record
+    alone.mkdir()
+    shutil.copy(out / "deep_inputs_and_outputs.h5", alone)
+    shutil.copy(onnx_file.path, alone)
+    assert all(c.passed for c in verify(alone, jvm=False, log=lambda line: None))
+    for folder in (out, alone):  # truth from the HDF5 file (its digests match), then from the vectors' record
+        shutil.copy(tmp_path / "changed.onnx", folder / "deep.onnx")
+        changed = next(
+            c for c in verify(tmp_path / folder, jvm=False, log=lambda line: None) if c.backend == "onnxruntime"
+        )
+        assert not changed.passed, changed.line()

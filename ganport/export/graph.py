@@ -222,3 +222,21 @@ def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None 
     for spec in graph.layers:
         layers[spec.name].set_weights(spec.weights)
     return model
+
+
+def float64_outputs(graph: Graph, inputs: list[np.ndarray], layers: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """The graph's outputs, then the named layers' outputs, computed in float64 by Keras 3 with the same weights:
+    the truth that the deep-model parity rule measures float32 backends against (ganport.parity)."""
+    import keras
+
+    from ganport.loading import predict_all
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")  # each layer built now keeps float64 weights and computes in float64
+    try:
+        model = build(graph, keras)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if layers:
+        model = keras.Model(model.inputs, [*model.outputs, *(model.get_layer(name).output for name in layers)])
+    return [np.asarray(output, np.float64) for output in predict_all(model, inputs)]

@@ -74,11 +74,16 @@ def weight_digests(model_file: Path) -> dict[str, str]:
 def parity_record(job: Job) -> dict[str, Any]:
     """The parity rule's inputs for this model, and the bound per unit of output scale they give."""
     accumulation = job.item.graph.accumulation()
+    errors = job.float64_errors
     return {
         "atol": ATOL,
         "summing_layers": accumulation.layers,
         "longest_sum": accumulation.longest,
         "tolerance": job.tolerance,
+        # Keras float32's own error against the float64 truth per output, for the deep-model rule where no Keras
+        # model is at hand to recompute it (an ONNX-only folder); verify caps what it may widen (ganport.parity)
+        "keras_float32_error": list(errors.keras),
+        "float64_scale": list(errors.scales),
     }
 
 

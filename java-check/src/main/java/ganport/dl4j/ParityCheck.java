@@ -167,7 +167,11 @@ public final class ParityCheck {
         GanModel network;
         try {
             network = runtime.load(modelFile);
-        } catch (Exception | UnsatisfiedLinkError | OutOfMemoryError error) {
+        } catch (OutOfMemoryError error) {
+            result.status = "error";
+            result.reason = outOfMemory(error);
+            return result;
+        } catch (Exception | UnsatisfiedLinkError error) {
             result.status = "not-importable";
             result.reason = (runtime == GanModel.Runtime.DL4J ? "not DL4J-importable: " : "ONNX Runtime cannot load it: ")
                     + rootMessage(error);
@@ -245,10 +249,14 @@ public final class ParityCheck {
             // the JVM's caps (ganport sets -Xmx and JavaCPP's maxbytes from its memory budget) were reached: this
             // model's arrays are released, and the next model still runs
             result.status = "error";
-            result.reason = "ran out of java-check's memory cap (" + rootMessage(error) + "); raise "
-                    + "GANPORT_MEMORY_BUDGET on a machine that has the memory";
+            result.reason = outOfMemory(error);
         }
         return result;
+    }
+
+    private static String outOfMemory(OutOfMemoryError error) {
+        return "ran out of java-check's memory cap (" + rootMessage(error) + "); raise GANPORT_MEMORY_BUDGET on a "
+                + "machine that has the memory";
     }
 
     /**
