@@ -51,7 +51,7 @@ def inspect_model(
 ) -> Report:
     """Report on the model file at `path` (`load`: what it needs from its user, as export takes it), layer by layer,
     with one verdict per export format."""
-    from ganport.export.graph import Graph, read_layer, trace
+    from ganport.export.graph import read_graph, read_layer, trace
     from ganport.export.layers import converter, keras_file_problems
     from ganport.export.sources import source_model
     from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
@@ -62,9 +62,9 @@ def inspect_model(
     everywhere: list[str] = []
     layers: list[LayerReport] = []
     try:
-        inputs, traced, outputs = trace(model)
+        inputs, traced, _ = trace(model)
     except ModelError as error:
-        inputs, traced, outputs = [], [], []
+        inputs, traced = [], []
         everywhere.append(str(error))
     specs = {}
     for item in traced:
@@ -74,9 +74,7 @@ def inspect_model(
             specs[item.name] = error
     read = [spec for spec in specs.values() if not isinstance(spec, UnsupportedLayerError)]
     # DL4J's verdict depends on where a layer is (a trailing Reshape is written flat): judged on the whole graph
-    problems = (
-        dl4j_problems(Graph(path.stem, tuple(inputs), tuple(read), tuple(outputs))) if len(read) == len(specs) else {}
-    )
+    problems = dl4j_problems(read_graph(model)) if read and len(read) == len(specs) else {}
     for item in traced:
         spec = specs[item.name]
         shape = [None, *item.layer.output.shape[1:]]
@@ -109,6 +107,8 @@ def inspect_model(
         except GanportError as error:
             everywhere.append(str(error))
     dl4j = [f"{layer.name}: {layer.dl4j_problem}" for layer in layers if layer.dl4j_problem and not layer.supported]
+    # a layer the graph reader added (an activation a layer held) has no row of its own
+    dl4j += [f"{name}: {problem}" for name, (_, problem) in problems.items() if name not in specs]
     dl4j += dl4j_input_problems(inputs)
     keras_only = keras_file_problems(read)
     verdicts = {

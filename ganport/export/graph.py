@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
-from ganport.export.layers import Builder, LayerSpec, converter, kind_of, supported_layers
+from ganport.export.layers import Builder, LayerSpec, activation_layer, converter, kind_of, supported_layers
 from ganport.parity import Accumulation
 
 # Keras 3 KerasTensors and tf_keras ones both record (layer, node index, tensor index) here.
@@ -186,14 +186,34 @@ def read_layer(traced: TracedLayer) -> LayerSpec:
 
 
 def read_graph(model: Any) -> Graph:
-    """The model as a Graph; every unsupported layer is named in one error."""
+    """The model as a Graph; every unsupported layer is named in one error. A layer holding a Keras layer as its
+    activation (Conv2D(..., activation=LeakyReLU(0.2))) becomes two: itself, linear, and that layer after it."""
     inputs, traced, outputs = trace(model)
     unsupported = sorted(
         {f"{type(item.layer).__name__} ({item.layer.name})" for item in traced if not _is_supported(item)}
     )
     if unsupported:
         raise UnsupportedLayerError(_unsupported(unsupported))
-    return Graph(model.name, tuple(inputs), tuple(map(read_layer, traced)), tuple(outputs))
+    specs: list[LayerSpec] = []
+    renamed: dict[str, str] = {}  # a layer whose activation became a layer of its own -> that layer
+    taken = {item.name for item in traced} | {item.name for item in inputs}
+    for item in traced:
+        spec = read_layer(replace(item, inbound=tuple(renamed.get(name, name) for name in item.inbound)))
+        specs.append(spec)
+        held = activation_layer(item.layer)
+        if held is not None:
+            name = unique_name(f"{item.name}_{kind_of(held).lower()}", taken)
+            specs.append(read_layer(TracedLayer(held, name, (spec.name,))))
+            renamed[item.name] = name
+    return Graph(model.name, tuple(inputs), tuple(specs), tuple(renamed.get(name, name) for name in outputs))
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    """`wanted`, or it with underscores appended until no name in `taken` has it; the name is then taken."""
+    while wanted in taken:
+        wanted += "_"
+    taken.add(wanted)
+    return wanted
 
 
 def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None = None) -> Any:

@@ -112,9 +112,36 @@ def refuse(layer: Any, reason: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(f"{type(layer).__name__} {layer.name!r} {reason}")
 
 
+# Activation layers a Keras layer may hold as its `activation` (Conv2D(..., activation=LeakyReLU(0.2))): the graph
+# reader writes each as a layer of its own after the one holding it (graph.read_graph), which then reads "linear".
+ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "Activation")
+
+
+def activation_layer(layer: Any) -> Any | None:
+    """The Keras layer a layer holds as its activation, or None when its activation is a function."""
+    import keras
+
+    activation = getattr(layer, "activation", None)
+    base = keras.layers.Layer
+    if type(activation).__module__.startswith("tf_keras"):
+        from ganport.loading import tf_keras
+
+        base = tf_keras().layers.Layer
+    return activation if isinstance(activation, base) else None
+
+
 def _activation_option(layer: Any) -> str:
     import keras
 
+    held = activation_layer(layer)
+    if held is not None:
+        if kind_of(held) not in ACTIVATION_LAYERS or held.weights:
+            raise refuse(
+                layer,
+                f"holds a {type(held).__name__} layer as its activation; ganport reads "
+                f"{', '.join(ACTIVATION_LAYERS)} there. Apply it as a layer of its own after this one.",
+            )
+        return "linear"  # the held layer becomes a layer of its own (graph.read_graph)
     name = getattr(layer.activation, "__name__", str(layer.activation))
     try:
         keras.activations.get(name)
@@ -163,7 +190,24 @@ def _pairs(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def _read_dense(layer: Any) -> dict[str, Any]:
-    return {"units": int(layer.units), "activation": _activation_option(layer), "use_bias": bool(layer.use_bias)}
+    return {
+        "units": int(layer.units),
+        "activation": _activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+        # a Dense on [batch, H, W, C] projects each position; DL4J's Dense reads a flattened input instead
+        "input_rank": len(layer.input.shape),
+    }
+
+
+def _dense(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    kept = {key: value for key, value in options.items() if key != "input_rank"}
+    return module.layers.Dense(name=name, **_keras_activation(kept, module))
+
+
+def _dense_problem(options: dict[str, Any]) -> str | None:
+    if options.get("input_rank", 2) == 3:
+        return "a Dense on [batch, steps, features] projects each step, where DL4J's Dense reads the steps flattened"
+    return _activation_problem(options)
 
 
 def _leaky_relu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
@@ -193,8 +237,9 @@ register(
     "Dense",
     Converter(
         _read_dense,
-        lambda options, name, module: module.layers.Dense(name=name, **_keras_activation(options, module)),
-        _activation_problem,
+        _dense,
+        _dense_problem,
+        dl4j_rewrite="on [batch, H, W, C] written as a 1x1 Conv2D",
         accumulation=lambda spec: spec.weights[0].shape[0],  # kernel [inputs, units]
     ),
 )

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from ganport.errors import OutputError, UnsupportedLayerError
-from ganport.export.graph import Graph, InputSpec, build
+from ganport.export.graph import Graph, InputSpec, build, unique_name
 from ganport.export.job import ExportedFile, Job
 from ganport.export.layers import LayerSpec, converter
 from ganport.export.sources import SourceModel
@@ -85,8 +85,7 @@ def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | 
 
 def dl4j_graph(item: SourceModel) -> Graph:
     """The graph DL4J will import with the same numbers: every layer DL4J would misread refused in one error, and
-    the rewrites that keep the numbers applied (BatchNorm center=False becomes center=True with beta 0; trailing
-    Reshapes DL4J cannot import written flat)."""
+    the rewrites that keep the numbers applied (dl4j_form)."""
     problems = [f"{kind} ({name}): {problem}" for name, (kind, problem) in dl4j_problems(item.graph).items()]
     problems += dl4j_input_problems(item.graph.inputs)
     if problems:
@@ -94,7 +93,21 @@ def dl4j_graph(item: SourceModel) -> Graph:
             f"{item.origin} cannot be written for DL4J 1.0.0-M2.1 without changing its numbers: {'; '.join(problems)}. "
             "Export it to ONNX (DL4J users can run that with ONNX Runtime for Java), or change these layers."
         )
-    return _without_trailing_reshapes(item.graph.with_layers([_centered(spec) for spec in item.graph.layers]))
+    return dl4j_form(item.graph)
+
+
+def dl4j_form(graph: Graph) -> Graph:
+    """The graph as the h5 format writes it for DL4J: rewritten (_rewritten), and trailing Reshapes DL4J cannot
+    import written flat."""
+    return _without_trailing_reshapes(_rewritten(graph))
+
+
+def _rewritten(graph: Graph) -> Graph:
+    """The graph with each rewrite that keeps its numbers for DL4J: Keras's leaky_relu activation (DL4J maps no such
+    name) as a LeakyReLU layer with Keras's slope; a Dense on [batch, H, W, C] (DL4J's Dense reads a flattened
+    input) as the 1x1 Conv2D that does the same products; BatchNorm center=False as center=True with beta 0."""
+    graph = _leaky_relu_layers(graph)
+    return graph.with_layers([_centered(_dense_as_convolution(spec)) for spec in graph.layers])
 
 
 def dl4j_problems(graph: Graph) -> dict[str, tuple[str, str]]:
@@ -102,9 +115,50 @@ def dl4j_problems(graph: Graph) -> dict[str, tuple[str, str]]:
     the one verdict that export and inspect give."""
     return {
         spec.name: (spec.kind, problem)
-        for spec in _without_trailing_reshapes(graph).layers
+        for spec in dl4j_form(graph).layers
         if (problem := converter(spec.kind).dl4j_problem(spec.options)) is not None
     }
+
+
+# Keras's `leaky_relu` activation function: negative_slope 0.2 in Keras 3, tf.nn.leaky_relu's alpha 0.2 in tf.keras.
+LEAKY_RELU_SLOPE = 0.2
+
+
+def _leaky_relu_layers(graph: Graph) -> Graph:
+    """Each activation="leaky_relu" as a LeakyReLU layer: an Activation layer becomes one, and any other layer
+    computes linearly and is followed by one, which its readers then read."""
+    layers: list[LayerSpec] = []
+    renamed: dict[str, str] = {}
+    taken = set(graph.names())
+    for spec in graph.layers:
+        spec = replace(spec, inbound=tuple(renamed.get(name, name) for name in spec.inbound))
+        if spec.options.get("activation") != "leaky_relu":
+            layers.append(spec)
+        elif spec.kind == "Activation":
+            layers.append(LayerSpec("LeakyReLU", spec.name, {"slope": LEAKY_RELU_SLOPE}, [], spec.inbound))
+        else:
+            name = unique_name(f"{spec.name}_leaky_relu", taken)
+            layers.append(replace(spec, options={**spec.options, "activation": "linear"}))
+            layers.append(LayerSpec("LeakyReLU", name, {"slope": LEAKY_RELU_SLOPE}, [], (spec.name,)))
+            renamed[spec.name] = name
+    return replace(graph, layers=tuple(layers), outputs=tuple(renamed.get(name, name) for name in graph.outputs))
+
+
+def _dense_as_convolution(spec: LayerSpec) -> LayerSpec:
+    """A Dense on [batch, H, W, C] as Conv2D(units, 1x1): its kernel [C, units] as [1, 1, C, units]."""
+    if spec.kind != "Dense" or spec.options.get("input_rank") != 4:
+        return spec
+    kernel, *bias = spec.weights
+    options = {
+        "filters": spec.options["units"],
+        "kernel_size": (1, 1),
+        "strides": (1, 1),
+        "padding": "valid",
+        "dilation_rate": (1, 1),
+        "activation": spec.options["activation"],
+        "use_bias": spec.options["use_bias"],
+    }
+    return replace(spec, kind="Conv2D", options=options, weights=[kernel.reshape(1, 1, *kernel.shape), *bias])
 
 
 def _trailing_reshapes(graph: Graph) -> dict[str, LayerSpec]:
@@ -203,7 +257,8 @@ def write(job: Job) -> ExportedFile:
     rebuilt = build(dl4j_graph(item), tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as model_file, atomic_path(vectors) as vectors_file:
-        flattened = {read: list(spec.options["target_shape"]) for read, spec in _trailing_reshapes(item.graph).items()}
+        trailing = _trailing_reshapes(_rewritten(item.graph))
+        flattened = {read: list(spec.options["target_shape"]) for read, spec in trailing.items()}
         save_model(rebuilt, model_file, flattened)
         check_dl4j_config(model_file)
         reloaded = load_keras2(model_file)
