@@ -89,6 +89,8 @@ NO_XLA = ", ".join(
     if precision not in item.xla_precisions
 )
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Set, an unexpected error shows its traceback instead of one line.
+TRACEBACK_ENV = "GANPORT_TRACEBACK"
 
 
 class _Stopped(BaseException):
@@ -135,6 +137,16 @@ def reported_errors() -> Iterator[None]:
             FAILURE_EXIT,
             MissingExtraError(str(error)),
         )
+    except Exception as error:  # a case no check foresaw: still one line, and the traceback on request
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        reason = " ".join(str(error).split())[:300] or "no message"
+        _fail(
+            f"ganport failed unexpectedly ({type(error).__name__}: {reason}); please report it with the command "
+            f"you ran ({TRACEBACK_ENV}=1 shows where it failed).",
+            FAILURE_EXIT,
+            error,
+        )
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -154,6 +166,14 @@ def _suffix(path: Path, allowed: tuple[str, ...], option: str) -> Path:
     if path.suffix.lower() not in allowed:
         raise UsageError(f"{option} must end in {' or '.join(allowed)}. Received: {path}")
     return path
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """--input-shape H,W as positive integers."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise UsageError(f"--input-shape takes positive sizes separated by commas, such as 256,256. Received: {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 WeightsOption = Annotated[
@@ -339,6 +359,14 @@ def export(
     weights: WeightsOption = None,
     custom_objects: CustomObjectsOption = None,
     trust_code: TrustCodeOption = False,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="For a model that takes any height and width: the sizes to check it at and to write a DL4J file "
+            "for, as H,W [default: checks at 64x64 and 96x80; no DL4J file].",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -359,7 +387,13 @@ def export(
         log = functools.partial(console.print, markup=False)
         score = functools.partial(score_generator, log=log)
         options = ExportOptions(
-            precision=precision, fold_batch_norm=fold, force=force, score=score, gpu=gpu, overwrite=overwrite
+            precision=precision,
+            fold_batch_norm=fold,
+            force=force,
+            score=score,
+            gpu=gpu,
+            overwrite=overwrite,
+            input_sizes=None if input_shape is None else _sizes(input_shape),
         )
         load = LoadOptions(weights, custom_objects, trust_code)
         for exported in export_models(source, format, out, log=log, options=options, load=load):

@@ -119,7 +119,7 @@ def inspect_model(
         str(path),
         role,
         [
-            {"name": name, "shape": [None, *spec.shape], "dtype": spec.dtype}
+            {"name": name, "shape": [None, *spec.keras_shape()], "dtype": spec.dtype}
             for name, spec in zip(input_names, inputs, strict=True)
         ],
         output_names,

@@ -179,3 +179,57 @@ def test_inspect_tells_each_rewrite(dl4j_cases):
         assert report.verdicts["h5"] == [] and report.verdicts["onnx"] == [], (source.name, report.verdicts)
     weights = tf_keras.models.load_model(dl4j_cases["dense on an image"], compile=False).layers[-1].get_weights()
     assert np.asarray(weights[0]).shape == (8, 3)  # the source keeps its Dense; only the DL4J file is rewritten
+
+
+def fully_convolutional(folder: Path, module: object, name: str) -> Path:
+    """An image-to-image generator that takes any height and width (Input((None, None, 3))), as super-resolution
+    and translation models are saved: a strided convolution, BatchNorm, upsampling back."""
+    layers = module.layers
+    images = module.Input((None, None, 3))
+    hidden = layers.Conv2D(8, 3, strides=2, padding="same")(
+        layers.Conv2D(8, 3, padding="same", activation="relu")(images)
+    )
+    hidden = layers.UpSampling2D()(layers.LeakyReLU(0.2)(layers.BatchNormalization()(hidden)))
+    model = module.Model(images, layers.Conv2D(3, 3, padding="same", activation="tanh")(hidden))
+    path = folder / name
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["fully_convolutional_keras3.keras", "fully_convolutional_tf_keras.h5"])
+def test_a_model_of_any_size_keeps_it_in_onnx_and_is_checked_at_two_sizes(name, tmp_path):
+    import keras
+    import onnx
+    import onnxruntime
+
+    from ganport.loading import load_model_file, predict
+
+    source = fully_convolutional(tmp_path, keras if name.endswith(".keras") else tf_keras, name)
+    (exported,) = export(source, "onnx", tmp_path / "onnx", log=_quiet)
+    assert exported.comparison.passed
+    dims = [
+        dim.dim_param or dim.dim_value for dim in onnx.load(exported.path).graph.input[0].type.tensor_type.shape.dim
+    ]
+    assert isinstance(dims[1], str) and isinstance(dims[2], str) and dims[3] == 3, dims  # height and width dynamic
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 56, 72, 3)).astype(np.float32)  # neither check size
+    session = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run(None, {session.get_inputs()[0].name: images})
+    np.testing.assert_allclose(onnx_images, predict(load_model_file(source), images), atol=1e-5)
+    result = CliRunner().invoke(app, ["export", str(source), "--format", "h5", "--out", str(tmp_path / "h5")])
+    assert_one_line_error(result, "takes any size", "pass --input-shape")
+
+
+@pytest.mark.maven
+def test_a_model_of_any_size_is_written_for_dl4j_at_the_size_asked(tmp_path):
+    from ganport.verify import verify
+
+    require_or_skip(shutil.which("mvn") is not None and shutil.which("java") is not None, "Maven and a JDK needed")
+    source = fully_convolutional(tmp_path, tf_keras, "any_size.h5")
+    result = CliRunner().invoke(
+        app, ["export", str(source), "--format", "h5", "--out", str(tmp_path / "h5"), "--input-shape", "40,48"]
+    )
+    assert result.exit_code == 0, result.output
+    comparisons = verify(tmp_path / "h5", log=lambda line: None)
+    assert {c.backend for c in comparisons} >= {"dl4j", "dl4j layers"} and all(c.passed for c in comparisons)
+    result = CliRunner().invoke(app, ["export", str(source), "--out", str(tmp_path / "x"), "--input-shape", "40"])
+    assert_one_line_error(result, "one size per dynamic axis", exit_code=2)

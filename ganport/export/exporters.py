@@ -7,6 +7,7 @@ model; only a file within tolerance is renamed into place.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ganport.contract import GENERATOR
@@ -14,7 +15,7 @@ from ganport.errors import ModelError, UsageError
 from ganport.export.formats import FORMATS
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
-from ganport.export.sources import SourceModel, load_sources, reference_inputs
+from ganport.export.sources import SourceModel, check_sizes, load_sources, reference_inputs, sized
 from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
 from ganport.loading import LoadOptions, is_saved_model, predict_all
@@ -81,22 +82,36 @@ def export(
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]
     single = len(sources) == 1
     ensure_writable_folder(out_path.parent if _names_file(out_path, fmt, single) else out_path, "--out")
-    inputs = reference_inputs(sources)
+    first, *others = check_sizes(sources, options.input_sizes)
     exported = []
     for item in sources:
-        model_inputs = inputs[item.role.name]
         target = _target(item, fmt, out_path, single=single, precision=options.precision)
         if options.precision != FULL_PRECISION and item.role is not GENERATOR:
             raise UsageError(
                 f"--precision {options.precision} is quality-gated by scoring a generator's samples; "
                 f"{item.origin} is a {item.role.name}. Export it in {FULL_PRECISION}."
             )
-        reference = predict_all(item.keras_model, list(model_inputs.values()))
-        job = Job(item, target, model_inputs, reference, options, log)
+        job = _job(item, sources, first, target, options, log)
+        job = replace(job, at_other_sizes=tuple(_job(item, sources, sizes, target, options, log) for sizes in others))
         _require_new_or_overwrite(job, fmt)
         exported.append(FORMATS[fmt].write(job))
         log(exported[-1].comparison.line() + f" -> {target}")
     return exported
+
+
+def _job(
+    item: SourceModel,
+    sources: list[SourceModel],
+    sizes: tuple[int, ...] | None,
+    target: Path,
+    options: ExportOptions,
+    log: Callable[[str], None],
+) -> Job:
+    """What writing `item` needs: its fixed inputs, at `sizes` for a model of dynamic size (whose files keep taking
+    any size, except a DL4J one), and the Keras model's outputs on them."""
+    inputs = reference_inputs([sized(source, sizes) for source in sources])[item.role.name]
+    reference = predict_all(item.keras_model, list(inputs.values()))
+    return Job(item, target, inputs, reference, options, log)
 
 
 def _require_new_or_overwrite(job: Job, fmt: str) -> None:

@@ -21,15 +21,32 @@ from ganport.parity import Accumulation
 _HISTORY = "_keras_history"
 
 
+# The size an input's dynamic axis stands for, where no side marks it (InputSpec.shape).
+DYNAMIC = -1
+
+
 @dataclass(frozen=True)
 class InputSpec:
     name: str
-    shape: tuple[int, ...]  # without the batch axis
+    shape: tuple[int, ...]  # without the batch axis; DYNAMIC where the model takes any size (a height, a width)
     dtype: str
 
     @property
     def is_integer(self) -> bool:
         return self.dtype.startswith(("int", "uint"))
+
+    @property
+    def dynamic(self) -> bool:
+        return DYNAMIC in self.shape
+
+    def keras_shape(self) -> tuple[int | None, ...]:
+        """The shape as Keras and TensorFlow write it: None for a dynamic axis."""
+        return tuple(None if side == DYNAMIC else side for side in self.shape)
+
+    def sized(self, sizes: tuple[int, ...]) -> InputSpec:
+        """This input with its dynamic axes given `sizes`, in order (one per dynamic axis)."""
+        given = iter(sizes)
+        return replace(self, shape=tuple(next(given) if side == DYNAMIC else side for side in self.shape))
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,15 @@ class Graph:
     def with_layers(self, layers: list[LayerSpec]) -> Graph:
         return replace(self, layers=tuple(layers))
 
+    @property
+    def dynamic(self) -> bool:
+        """Whether an input takes any size on an axis other than the batch (a fully convolutional model)."""
+        return any(item.dynamic for item in self.inputs)
+
+    def sized(self, sizes: tuple[int, ...]) -> Graph:
+        """The graph with each input's dynamic axes given `sizes` (the same sizes for every input that has them)."""
+        return replace(self, inputs=tuple(item.sized(sizes) if item.dynamic else item for item in self.inputs))
+
     def renamed(self, names: dict[str, str]) -> Graph:
         """The same graph with inputs (or layers) renamed; a new name that is already taken is refused."""
         taken = set(self.names()) - set(names)
@@ -108,7 +134,7 @@ def _dtype_name(dtype: Any) -> str:
 
 
 def _shape(tensor: Any) -> tuple[int, ...]:
-    return tuple(-1 if side is None else int(side) for side in tensor.shape[1:])
+    return tuple(DYNAMIC if side is None else int(side) for side in tensor.shape[1:])
 
 
 def _node_inputs(node: Any) -> list[Any]:
@@ -227,11 +253,13 @@ def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None 
     if graph.is_chain:
         (source,) = graph.inputs
         model = module.Sequential(name=graph.name)
-        model.add(module.Input(shape=source.shape, name=source.name, dtype=source.dtype))
+        model.add(module.Input(shape=source.keras_shape(), name=source.name, dtype=source.dtype))
         for spec in graph.layers:
             model.add(layers[spec.name])
     else:
-        tensors = {item.name: module.Input(shape=item.shape, name=item.name, dtype=item.dtype) for item in graph.inputs}
+        tensors = {
+            item.name: module.Input(shape=item.keras_shape(), name=item.name, dtype=item.dtype) for item in graph.inputs
+        }
         for spec in graph.layers:
             arguments = [tensors[name] for name in spec.inbound]
             several = converter(spec.kind).merges or len(arguments) > 1  # a TensorFlow op may read several

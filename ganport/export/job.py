@@ -30,6 +30,9 @@ class ExportOptions:
     score: Callable[[Path], Any] | None = None
     gpu: bool = False
     overwrite: bool = False
+    # The sizes of the inputs' dynamic axes (a fully convolutional model's height and width; --input-shape): where
+    # the checks run, and what a DL4J file is written with. None: ganport's two check sizes, and no DL4J file.
+    input_sizes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,19 @@ class Job:
     reference: list[np.ndarray]  # the Keras model's outputs on `inputs`, in output order
     options: ExportOptions
     log: Callable[[str], None]
+    # For a model of dynamic size: the same job at each further size its file is checked at.
+    at_other_sizes: tuple[Job, ...] = ()
 
     @property
     def input_list(self) -> list[np.ndarray]:
         return list(self.inputs.values())
+
+    def compare_everywhere(self, backend: str, run: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> Comparison:
+        """`run(inputs)` (the written file's outputs) compared at this job's inputs and, for a model of dynamic size,
+        at every further size; the first comparison is reported, any failure raises."""
+        for other in self.at_other_sizes:
+            other.compare(f"{backend} at {_sizes_text(other)}", run(other.inputs))
+        return self.compare(backend, run(self.inputs))
 
     def compare(self, backend: str, outputs: list[np.ndarray]) -> Comparison:
         """This file's outputs against the Keras model's, within the precision's bound; raises when outside it. A
@@ -85,3 +97,8 @@ class Job:
         """The parity bound this file must meet per unit of output scale: its precision's atol plus the model's
         float32 summation spread (ganport.parity)."""
         return self.item.graph.accumulation().tolerance(PRECISIONS[self.options.precision].atol)
+
+
+def _sizes_text(job: Job) -> str:
+    """The shape of a job's main input, without the batch: 96x80x3."""
+    return "x".join(str(side) for side in next(iter(job.inputs.values())).shape[1:])

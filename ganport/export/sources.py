@@ -7,7 +7,7 @@ conditional model's class input, and `image` / `validity` (+ `class_probabilitie
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +31,7 @@ from ganport.contract import (
     role_from_shapes,
 )
 from ganport.errors import ModelError, UsageError
-from ganport.export.graph import Graph, InputSpec, build, read_graph
+from ganport.export.graph import DYNAMIC, Graph, InputSpec, build, read_graph
 from ganport.loading import LoadOptions, is_saved_model, load_as, load_model_file, predict_all, sample_bytes
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
@@ -140,10 +140,42 @@ def load_sources(
 ACTIVATION_COPIES = 4
 
 
+# The sizes of a model's dynamic axes (a fully convolutional model's height and width) that its exports are checked
+# at where --input-shape does not say: two of them, so that a file that fixed one size by mistake shows; multiples of
+# 16, which models that halve their resolution four times take.
+CHECK_SIDE, OTHER_SIDES = 64, (96, 80)
+
+
+def check_sizes(sources: list[SourceModel], given: tuple[int, ...] | None) -> list[tuple[int, ...] | None]:
+    """The sizes the fixed inputs give the sources' dynamic axes: `given` (--input-shape), else ganport's two; [None]
+    when no input has one."""
+    counts = {item.shape.count(DYNAMIC) for source in sources for item in source.graph.inputs if item.dynamic}
+    if not counts:
+        if given is not None:
+            raise UsageError(
+                f"--input-shape sizes the dynamic axes of a model's inputs; {sources[0].origin} has none "
+                "(its input sizes are fixed). Drop --input-shape."
+            )
+        return [None]
+    if len(counts) > 1 or (given is not None and len(given) != next(iter(counts))):
+        shapes = ", ".join(f"{item.name} {[None, *item.keras_shape()]}" for item in sources[0].graph.inputs)
+        raise UsageError(f"--input-shape gives one size per dynamic axis of the inputs ({shapes}). Received: {given}")
+    count = next(iter(counts))
+    if given is not None:
+        return [given]
+    return [(CHECK_SIDE,) * count, tuple(OTHER_SIDES[index % len(OTHER_SIDES)] for index in range(count))]
+
+
+def sized(source: SourceModel, sizes: tuple[int, ...] | None) -> SourceModel:
+    """`source` with its inputs' dynamic axes given `sizes` (its Keras model unchanged: it takes any)."""
+    return source if sizes is None or not source.graph.dynamic else replace(source, graph=source.graph.sized(sizes))
+
+
 def reference_batch(sources: list[SourceModel]) -> int:
     """How many samples the fixed inputs hold: REFERENCE_BATCH, or fewer when each sample is large (a 256x256
-    image-to-image model), so that an export stays within the memory budget; refused when one sample does not fit."""
-    sizes = [found for source in sources if (found := sample_bytes(source.keras_model)) is not None]
+    image-to-image model), so that an export stays within the memory budget; refused when one sample does not fit.
+    A model of dynamic size is measured at the size it is checked at (sources sized)."""
+    sizes = [found for source in sources if (found := sample_bytes(_measurable(source))) is not None]
     largest = max((size.activations * ACTIVATION_COPIES + size.workspace for size in sizes), default=0)
     require_within_budget(
         f"Checking one sample of {sources[0].origin} (its layers' activations, as the DL4J test vectors keep them, "
@@ -154,10 +186,19 @@ def reference_batch(sources: list[SourceModel]) -> int:
     return rows_within_budget(largest, REFERENCE_BATCH)
 
 
+def _measurable(source: SourceModel) -> Any:
+    """A model whose tensors hold one sample's sizes: the Keras model, or where it takes any size (a fully
+    convolutional one), its graph built again at the size it is checked at."""
+    dynamic = any(side is None for tensor in source.keras_model.inputs for side in list(tensor.shape)[1:])
+    return build(source.graph, keras) if dynamic and not source.graph.dynamic else source.keras_model
+
+
 def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:
     """Fixed inputs per role, by input name: seeded noise for a generator; its images (or seeded uniform values in
     [-1, 1]) for a critic and any other model; labels 0, 1, 2, ... cycling through the classes for conditional
-    models. reference_batch says how many."""
+    models. reference_batch says how many. Sources of dynamic size must be sized first (`sized`)."""
+    if any(source.graph.dynamic for source in sources):
+        raise ValueError("reference_inputs needs sized sources: their inputs' dynamic axes given sizes")
     batch = reference_batch(sources)
     inputs: dict[str, dict[str, np.ndarray]] = {}
     generator = next((source for source in sources if source.role is GENERATOR), None)

@@ -83,17 +83,19 @@ def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | 
     return path
 
 
-def dl4j_graph(item: SourceModel) -> Graph:
+def dl4j_graph(item: SourceModel, input_sizes: tuple[int, ...] | None = None) -> Graph:
     """The graph DL4J will import with the same numbers: every layer DL4J would misread refused in one error, and
-    the rewrites that keep the numbers applied (dl4j_form)."""
-    problems = [f"{kind} ({name}): {problem}" for name, (kind, problem) in dl4j_problems(item.graph).items()]
-    problems += dl4j_input_problems(item.graph.inputs)
+    the rewrites that keep the numbers applied (dl4j_form). DL4J needs every input size: a model of dynamic size is
+    written at `input_sizes` (--input-shape)."""
+    graph = item.graph.sized(input_sizes) if input_sizes is not None and item.graph.dynamic else item.graph
+    problems = [f"{kind} ({name}): {problem}" for name, (kind, problem) in dl4j_problems(graph).items()]
+    problems += dl4j_input_problems(graph.inputs)
     if problems:
         raise UnsupportedLayerError(
             f"{item.origin} cannot be written for DL4J 1.0.0-M2.1 without changing its numbers: {'; '.join(problems)}. "
             "Export it to ONNX (DL4J users can run that with ONNX Runtime for Java), or change these layers."
         )
-    return dl4j_form(item.graph)
+    return dl4j_form(graph)
 
 
 def dl4j_form(graph: Graph) -> Graph:
@@ -189,10 +191,16 @@ def _without_trailing_reshapes(graph: Graph) -> Graph:
 
 
 def dl4j_input_problems(inputs: Sequence[InputSpec]) -> list[str]:
-    return [
+    problems = [
         f"input {spec.name}: DL4J takes inputs of at most 3 axes after the batch, not {len(spec.shape)}"
         for spec in inputs
         if len(spec.shape) > 3
+    ]
+    return problems + [
+        f"input {spec.name} takes any size {[None, *spec.keras_shape()]}, and a DL4J network has fixed sizes: pass "
+        "--input-shape with the sizes to write it for (H,W)"
+        for spec in inputs
+        if spec.dynamic
     ]
 
 
@@ -254,7 +262,7 @@ def write(job: Job) -> ExportedFile:
     """The "h5" format: the model file, checked for DL4J's fields, reloaded and compared, and its test vectors,
     read back and checked."""
     item, target = job.item, job.target
-    rebuilt = build(dl4j_graph(item), tf_keras())
+    rebuilt = build(dl4j_graph(item, job.options.input_sizes), tf_keras())
     vectors = target.with_name(target.stem + TEST_VECTORS_SUFFIX)
     with atomic_path(target) as model_file, atomic_path(vectors) as vectors_file:
         trailing = _trailing_reshapes(_rewritten(item.graph))

@@ -25,5 +25,5 @@ def write(job: Job) -> ExportedFile:
     with atomic_path(target) as temporary:
         item.build(keras).save(temporary)
         reloaded = keras.saving.load_model(temporary, compile=False)
-        comparison = job.compare("keras", predict_all(reloaded, job.input_list))
+        comparison = job.compare_everywhere("keras", lambda inputs: predict_all(reloaded, list(inputs.values())))
     return ExportedFile(target, item.role.name, "keras", comparison)

@@ -69,11 +69,14 @@ class NearestResize(keras.layers.Layer):
         self.size = size
 
     def call(self, images: Any) -> Any:
-        height, width = images.shape[1] * self.size[0], images.shape[2] * self.size[1]
+        if images.shape[1] is None or images.shape[2] is None:  # a model of dynamic size: the sizes come at run time
+            height_width = tf.shape(images)[1:3] * tf.constant(self.size, tf.int32)
+        else:
+            height_width = [images.shape[1] * self.size[0], images.shape[2] * self.size[1]]
         # Asymmetric coordinates (source row = floor(row / factor)) repeat rows exactly as UpSampling2D does, and
         # convert to a plain ONNX Resize (TF's half-pixel default needs a mode onnxruntime deprecates).
         return tf.raw_ops.ResizeNearestNeighbor(
-            images=images, size=[height, width], align_corners=False, half_pixel_centers=False
+            images=images, size=height_width, align_corners=False, half_pixel_centers=False
         )
 
 
@@ -90,7 +93,7 @@ def convert_source(model: Any, item: SourceModel, metadata: dict[str, str]) -> o
     """Convert a rebuilt model of `item`: its named inputs (class labels as int64, ONNX's index type), its named
     outputs, all with a dynamic `batch` axis."""
     specs = [
-        tf.TensorSpec([None, *spec.shape], tf.int64 if spec.is_integer else tf.float32, name=spec.name)
+        tf.TensorSpec([None, *spec.keras_shape()], tf.int64 if spec.is_integer else tf.float32, name=spec.name)
         for spec in item.graph.inputs
     ]
 
@@ -175,7 +178,9 @@ def write_model(job: Job) -> ExportedFile:
     with atomic_path(job.target) as temporary:
         onnx.save(proto, temporary)
         backend = f"onnxruntime {options.precision}"
-        comparison = job.compare(backend, onnx_io.run(temporary, job.inputs, list(item.output_names)))
+        comparison = job.compare_everywhere(
+            backend, lambda inputs: onnx_io.run(temporary, inputs, list(item.output_names))
+        )
         if precision.reduced:
             quality = quality_gate(fp32, temporary, job)
     return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)
