@@ -9,6 +9,7 @@ import json
 import math
 import re
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,7 +98,7 @@ def load_model_file(path: Path, options: LoadOptions | None = None, log: Callabl
 def _readers(version: str, suffix: str) -> tuple[Callable[..., Any], ...]:
     """The loaders to try, in order, for a file that says `version` wrote it ("" when it does not say)."""
     if version.startswith(("1.", "2.")):
-        return (load_keras2, _load_keras3)
+        return (load_keras2, _load_keras3, _load_keras2_by_order) if suffix == ".keras" else (load_keras2, _load_keras3)
     if version or suffix == ".keras":
         return (_load_keras3,)
     return (_load_keras3, load_keras2)  # an HDF5 file that does not say: Keras 3, checked against declared inputs
@@ -113,7 +114,7 @@ _SOURCES = (
 
 def sources_table() -> str:
     """README's table of the model files ganport reads and which Keras reads each, from the loader's own rules."""
-    names = {load_keras2: "tf_keras", _load_keras3: "Keras 3"}
+    names = {load_keras2: "tf_keras", _load_keras3: "Keras 3", _load_keras2_by_order: "tf_keras (weights by order)"}
     rows = [
         "| source | says which Keras wrote it in | written by Keras 1.x-2.x | by Keras 3.x | does not say |",
         "| --- | --- | --- | --- | --- |",
@@ -321,6 +322,65 @@ def load_keras2(path: Path, reading: Reading | None = None) -> Any:
         raise
     except Exception as error:  # tf_keras raises many types for unreadable files
         raise _load_failure(path, error, "with tf_keras") from error
+
+
+def _load_keras2_by_order(path: Path, reading: Reading) -> Any:
+    """A Keras 2.12-2.15 .keras archive whose weights file names its layers otherwise than its config does (Keras
+    2.13 on Windows wrote `_layer_checkpoint_dependencies\\dense` for the config's `dense_1`), so that neither Keras
+    finds them: the model built from its config by tf_keras, and each layer given the first weight group, in the
+    file's order, whose arrays have its weights' shapes; refused unless every layer and every group pair up."""
+    import io
+
+    config = reading.config if reading.config is not None else read_config(path)
+    custom = loader_objects(config, tf_keras(), reading.user_objects, reading.log)
+    from tf_keras.src.saving.serialization_lib import SafeModeScope as Keras2SafeModeScope
+
+    try:
+        with Keras2SafeModeScope(not reading.options.trust_code), variables_within_budget(path):
+            model = tf_keras().saving.deserialize_keras_object(config, custom_objects=custom)
+        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as stored:
+            groups = _weight_groups(stored)
+    except GanportError:
+        raise
+    except Exception as error:  # tf_keras raises many types for configs it cannot build
+        raise _load_failure(path, error, "with tf_keras") from error
+    for layer in (layer for layer in model.layers if layer.weights):
+        shapes = [tuple(weight.shape) for weight in layer.weights]
+        match = next((name for name, arrays in groups.items() if [array.shape for array in arrays] == shapes), None)
+        if match is None:
+            raise ModelError(
+                f"Cannot load {path}: its weights file holds no unused arrays of layer {layer.name!r}'s shapes "
+                f"{shapes}; the archive does not hold this model's weights."
+            )
+        layer.set_weights(groups.pop(match))
+    if groups:
+        raise ModelError(f"Cannot load {path}: its weights file holds arrays no layer takes ({', '.join(groups)}).")
+    reading.log(f"{path}: weights matched to layers by order and shape (the archive names them otherwise)")
+    return model
+
+
+def _weight_groups(stored: Any) -> dict[str, list[np.ndarray]]:
+    """Each group of a Keras 2.12+ weights file that holds a layer's `vars`, by path in the file's order (natural:
+    dense_2 before dense_10), with its arrays in their order (vars/0, vars/1, ...); a compiled model's optimizer
+    and metrics state is not a layer's."""
+    found: dict[str, list[np.ndarray]] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if name.split("/")[0] in _TRAINING_STATE:
+            return
+        if isinstance(item, h5py.Group) and name.endswith("vars") and len(item):
+            found[name.removesuffix("/vars") or "/"] = [item[key][()] for key in sorted(item, key=_natural)]
+
+    stored.visititems(visit)
+    return {name: found[name] for name in sorted(found, key=_natural)}
+
+
+# What a compiled model's .keras weights file holds beside its layers' weights.
+_TRAINING_STATE = frozenset({"optimizer", "metrics", "compile_metrics", "loss"})
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 @dataclass(frozen=True)

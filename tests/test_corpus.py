@@ -114,6 +114,7 @@ def test_no_traceback_and_each_command_succeeds_or_refuses_in_one_line(corpus, f
     outcomes, _, _ = corpus
     for command, (code, stdout, stderr) in outcomes[file].commands.items():
         assert "Traceback" not in stdout + stderr and code in (0, 1, 2), (command, stderr[-2000:])
+        assert "failed unexpectedly" not in stderr, (command, stderr[-2000:])  # a case no check foresaw
         if code:
             errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
             assert len(errors) == 1, (command, stderr[-2000:])

@@ -233,3 +233,60 @@ def test_a_model_of_any_size_is_written_for_dl4j_at_the_size_asked(tmp_path):
     assert {c.backend for c in comparisons} >= {"dl4j", "dl4j layers"} and all(c.passed for c in comparisons)
     result = CliRunner().invoke(app, ["export", str(source), "--out", str(tmp_path / "x"), "--input-shape", "40"])
     assert_one_line_error(result, "one size per dynamic axis", exit_code=2)
+
+
+def windows_keras_archive(folder: Path) -> Path:
+    """mpnunez/mnist-gan's generator.keras (Keras 2.13.1 on Windows): its weights file keeps the layers' arrays under
+    `_layer_checkpoint_dependencies` and other names than its config's (dense for dense_1), beside the optimizer's
+    state, so that neither tf_keras nor Keras 3 finds them ("expected 2 variables, but received 0")."""
+    import io
+    import zipfile
+
+    import h5py
+
+    layers = tf_keras.layers
+    tf_keras.backend.clear_session()
+    tf_keras.Sequential([tf_keras.Input((8,)), layers.Dense(4, name="dense_x")])  # takes the name dense
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((16,)),
+            layers.Dense(7 * 7 * 4, activation="sigmoid", name="dense_1"),
+            layers.Reshape((7, 7, 4)),
+            layers.Conv2DTranspose(1, 4, strides=4, padding="same", activation="sigmoid", name="conv2d_transpose"),
+        ]
+    )
+    path = folder / "windows.keras"
+    model.save(path, save_format="keras")
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    written = io.BytesIO()
+    with h5py.File(written, "w") as stored:
+        stored.create_group("vars")  # the model's own (none), as the real file has it
+        for index, layer in enumerate(layer for layer in model.layers if layer.weights):
+            group = stored.create_group(f"_layer_checkpoint_dependencies/{['dense', 'conv2d_transpose'][index]}/vars")
+            for number, weight in enumerate(layer.get_weights()):
+                group[str(number)] = weight
+        stored.create_group("optimizer/vars")["0"] = np.zeros((), np.int64)
+    entries["model.weights.h5"] = written.getvalue()
+    entries["metadata.json"] = json.dumps({"keras_version": "2.13.1"}).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_keras_2_13_archive_whose_weights_are_named_otherwise_loads_by_order_and_shape(tmp_path):
+    from ganport.loading import load_model_file, predict
+
+    source = windows_keras_archive(tmp_path)
+    with pytest.raises(Exception, match="expected 2 variables"):
+        tf_keras.models.load_model(source, compile=False)
+    lines: list[str] = []
+    model = load_model_file(source, log=lines.append)
+    assert any("weights matched to layers by order and shape" in line for line in lines)
+    noise = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    dense = np.asarray(model.get_layer("dense_1").get_weights()[0])
+    assert np.abs(dense).max() > 0 and predict(model, noise).shape == (3, 28, 28, 1)
+    for fmt in ("onnx", "h5"):
+        (exported,) = export(source, fmt, tmp_path / "out", log=_quiet)
+        assert exported.comparison.passed
