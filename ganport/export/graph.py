@@ -15,6 +15,7 @@ import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
 from ganport.export.layers import Builder, LayerSpec, activation_layer, converter, kind_of, supported_layers
+from ganport.keras_files.community import unwrapped
 from ganport.parity import Accumulation
 
 # Keras 3 KerasTensors and tf_keras ones both record (layer, node index, tensor index) here.
@@ -177,7 +178,7 @@ def trace(model: Any) -> tuple[list[InputSpec], list[TracedLayer], list[str]]:
             while name in traced or name in (item.name for item in inputs):
                 name += "_"  # a nested model may reuse an outer layer's name
             seen_layers.add(id(layer))
-            traced[name] = TracedLayer(layer, name, inbound)
+            traced[name] = TracedLayer(unwrapped(layer), name, inbound)  # a spectral normalization's own layer
         seen[id(tensor)] = name
         return name
 

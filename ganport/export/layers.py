@@ -692,6 +692,42 @@ register(
         onnx_note="with --trust-code: its Python code runs; the TensorFlow ops it calls are converted",
     ),
 )
+
+
+def _read_community_normalization(layer: Any) -> dict[str, Any]:
+    return {
+        "axis": layer.axis,
+        "epsilon": float(layer.epsilon),
+        "center": bool(layer.center),
+        "scale": bool(layer.scale),
+        "groups": layer.groups,
+    }
+
+
+def _community_normalization(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    from ganport.keras_files.community import normalization_class
+
+    return normalization_class(module)(name=name, **options)
+
+
+def _community_name(options: dict[str, Any]) -> str:
+    return (
+        "keras-contrib's InstanceNormalization" if options.get("groups") is None else "TensorFlow Addons' normalization"
+    )
+
+
+register(
+    "CommunityNormalization",
+    Converter(
+        _read_community_normalization,
+        _community_normalization,
+        lambda options: f"{_community_name(options)}, which DL4J's Keras import does not have",
+        not_keras="a keras-contrib or TensorFlow Addons layer, which a .keras file cannot reload without its library",
+        onnx_note="keras-contrib InstanceNormalization, TensorFlow Addons InstanceNormalization and "
+        "GroupNormalization, read without their libraries",
+    ),
+)
+
 # Layers whose class comes from outside Keras (a --custom-objects module): rebuilt from their own config.
 CUSTOM = "custom layer"
 register(
@@ -715,9 +751,12 @@ def keras_file_problems(specs: Iterable[LayerSpec]) -> list[str]:
 
 
 def kind_of(layer: Any) -> str:
-    """The registry entry for a layer: its class name, or CUSTOM for a class defined outside Keras."""
+    """The registry entry for a layer: its class name, the kind of a community layer ganport reads
+    (keras_files/community.py), or CUSTOM for a class defined outside Keras."""
     module = type(layer).__module__
-    return type(layer).__name__ if module.startswith(("keras.", "tf_keras.")) else CUSTOM
+    if module.startswith(("keras.", "tf_keras.")):
+        return type(layer).__name__
+    return getattr(type(layer), "ganport_kind", CUSTOM)
 
 
 if __name__ == "__main__":  # python -m ganport.export.layers > the table README holds

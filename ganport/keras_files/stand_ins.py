@@ -13,6 +13,7 @@ from typing import Any
 
 from ganport.errors import ModelError, UsageError
 from ganport.files import file_problem
+from ganport.keras_files.community import community_objects
 from ganport.keras_files.config import objects
 from ganport.keras_files.safety import is_keras_module, training_only_kind
 
@@ -70,7 +71,11 @@ def loader_objects(
         for _, item, _ in objects(config)
         if isinstance(item.get("registered_name"), str) and item.get("class_name") in user_objects
     }
-    return {**stand_ins_for(config, module, log), **aliases, **user_objects}
+    names = {item["class_name"] for _, item, _ in objects(config) if isinstance(item.get("class_name"), str)}
+    community = community_objects(module, names - set(user_objects))
+    for name in community:
+        log(f"{name}: read without its library, with its math (ganport/keras_files/community.py)")
+    return {**stand_ins_for(config, module, log), **community, **aliases, **user_objects}
 
 
 def stand_ins_for(config: Any, module: ModuleType, log: Callable[[str], None]) -> dict[str, Any]:
