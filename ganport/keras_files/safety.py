@@ -114,7 +114,7 @@ def require_safe(source: str | Path, config: Any, trust_code: bool, provided: Co
                 f"{source}: Lambda layer {name!r} stores Python code, which loading would run; it was not loaded. If "
                 "you trust the file, pass --trust-code; else replace the Lambda with Keras layers."
             )
-        for module, function in named_functions(item):
+        for module, function in named_functions(item) if training_only_kind(key) is None else ():
             if (module, function) not in allowed_functions() and function not in provided:
                 raise ModelError(
                     f"{source}: layer {name!r} names the function "

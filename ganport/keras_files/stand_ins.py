@@ -90,7 +90,9 @@ def stand_ins_for(config: Any, module: ModuleType, log: Callable[[str], None]) -
             continue
         if is_keras_module(value.get("module")) and _known(module, kind, value):
             continue
-        for alias in {name, value.get("registered_name") or name}:
+        # Keras looks a class up by its registered name, a function by its own (a custom initializer function)
+        function_name = value.get("config") if name == "function" and isinstance(value.get("config"), str) else name
+        for alias in {function_name, value.get("registered_name") or function_name}:
             stand_ins[alias] = _inert(module, kind)
         log(f"dropped on load: {kind[:-1]} {name} ({key}); it acts only while training, so the outputs are the same")
     return stand_ins
