@@ -413,6 +413,7 @@ register(
         _read_upsampling,
         lambda options, name, module: module.layers.UpSampling2D(name=name, **options),
         lambda options: None if options["interpolation"] == "nearest" else "DL4J upsamples by nearest neighbour only",
+        dl4j_rewrite="on a model input: after a 1x1 identity Conv2D",
     ),
 )
 register(

@@ -108,8 +108,36 @@ def _rewritten(graph: Graph) -> Graph:
     """The graph with each rewrite that keeps its numbers for DL4J: Keras's leaky_relu activation (DL4J maps no such
     name) as a LeakyReLU layer with Keras's slope; a Dense on [batch, H, W, C] (DL4J's Dense reads a flattened
     input) as the 1x1 Conv2D that does the same products; BatchNorm center=False as center=True with beta 0."""
-    graph = _leaky_relu_layers(graph)
+    graph = _nhwc_before_upsampling(_leaky_relu_layers(graph))
     return graph.with_layers([_centered(_dense_as_convolution(spec)) for spec in graph.layers])
+
+
+def _nhwc_before_upsampling(graph: Graph) -> Graph:
+    """An UpSampling2D that reads a model input directly, after a 1x1 Conv2D with an identity kernel (x * 1 + 0:
+    the same numbers): DL4J 1.0.0-M2.1 reads such an input channels-first ("Invalid input ... expected
+    [minibatch, inputHeight=8, inputWidth=6, numChannels=4]" for a 4x3x3 image; tests/test_dl4j_claims.py), and
+    an image after a convolution channels-last."""
+    inputs = {item.name: item for item in graph.inputs}
+    layers: list[LayerSpec] = []
+    taken = set(graph.names())
+    for spec in graph.layers:
+        if spec.kind == "UpSampling2D" and spec.inbound[0] in inputs:
+            channels = inputs[spec.inbound[0]].shape[-1]
+            name = unique_name(f"{spec.name}_nhwc", taken)
+            kernel = np.eye(channels, dtype=np.float32).reshape(1, 1, channels, channels)
+            options = {
+                "filters": channels,
+                "kernel_size": (1, 1),
+                "strides": (1, 1),
+                "padding": "valid",
+                "dilation_rate": (1, 1),
+                "activation": "linear",
+                "use_bias": False,
+            }
+            layers.append(LayerSpec("Conv2D", name, options, [kernel], spec.inbound))
+            spec = replace(spec, inbound=(name,))
+        layers.append(spec)
+    return graph.with_layers(layers)
 
 
 def dl4j_problems(graph: Graph) -> dict[str, tuple[str, str]]:
