@@ -115,6 +115,8 @@ def reported_errors() -> Iterator[None]:
     previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS} if in_main_thread else {}
     try:
         yield
+    except (typer.Exit, typer.Abort):  # the command's own exit status
+        raise
     except _Stopped as stopped:
         _fail(
             f"stopped by {signal.Signals(stopped.number).name}; no file was left half-written.",

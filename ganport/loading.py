@@ -137,7 +137,8 @@ def _load_saved_model(path: Path, options: LoadOptions, user_objects: dict[str, 
     if not (path / "keras_metadata.pb").is_file():
         raise ModelError(
             f"{path} is a TensorFlow SavedModel without Keras metadata (tf.saved_model.save, not model.save): its "
-            "layers are not recorded, so it cannot be converted layer by layer; save the Keras model with model.save()."
+            f"layers are not recorded, so it cannot be read layer by layer; `ganport export {path} --format onnx` "
+            "converts its serving signature as a graph, and model.save() keeps the layers for the other formats."
         )
     metadata = saved_model_objects(path)
     require_safe(path, metadata, options.trust_code, provided_names(user_objects))

@@ -478,41 +478,10 @@ def _rule(expected: VectorFile, loaded: dict[str, Any], proto: Any) -> float:
     from ganport.export.graph import read_graph
 
     keras_model = loaded.get(".h5") or loaded.get(".keras")
-    accumulation = read_graph(keras_model).accumulation() if keras_model is not None else onnx_accumulation(proto)
+    accumulation = read_graph(keras_model).accumulation() if keras_model is not None else onnx_io.accumulation(proto)
     rule = accumulation.tolerance(ATOL)
     stored = expected.stored_accumulation
     return rule if stored is None else min(rule, stored.tolerance(ATOL))
-
-
-# ONNX operators that sum products, and the products one output sums, from their weight's dims.
-_SUMMING_OPERATORS: dict[str, Callable[[list[int], Any], int]] = {
-    "Gemm": lambda dims, node: dims[1] if _attribute(node, "transB") else dims[0],
-    "MatMul": lambda dims, node: dims[0] if len(dims) == 2 else 0,
-    "Conv": lambda dims, node: math.prod(dims[1:]),  # [out, in / group, kh, kw]
-    "ConvTranspose": lambda dims, node: dims[0] * math.prod(dims[2:]),  # [in, out / group, kh, kw]
-    "BatchNormalization": lambda dims, node: dims[0],  # channels, as the Keras rule counts BatchNorm
-}
-
-
-def onnx_accumulation(proto: Any) -> Accumulation:
-    """An upper estimate of the Keras rule's inputs for an ONNX graph: its summing operators (doubled: a BatchNorm
-    folded into the layer before it leaves no node, and the Keras rule counts it), and their longest sum."""
-    weights = {item.name: list(item.dims) for item in proto.graph.initializer}
-    lengths = []
-    for node in proto.graph.node:
-        dims = weights.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type in _SUMMING_OPERATORS and dims:
-            lengths.append(int(_SUMMING_OPERATORS[node.op_type](dims, node)))
-        elif node.op_type == "AveragePool":
-            lengths.append(math.prod(_attribute(node, "kernel_shape") or [1]))
-    return Accumulation(2 * len(lengths), max(lengths, default=0))
-
-
-def _attribute(node: Any, name: str) -> Any:
-    import onnx
-
-    found = next((item for item in node.attribute if item.name == name), None)
-    return None if found is None else onnx.helper.get_attribute_value(found)
 
 
 def _weights_comparison(stem: str, h5_file: Path, stored: dict[str, str], origin: str) -> Comparison:

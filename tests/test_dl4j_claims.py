@@ -57,6 +57,7 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
     },
     "dense_without_bias": lambda: _chain((6,), layers.Dense(5, use_bias=False), layers.Dense(2)),
     "dense_on_an_image": lambda: _image(layers.Conv2D(4, 3), layers.Dense(3)),
+    "dense_on_one_step": lambda: _chain((1, 6), layers.Dense(5), layers.Flatten(), layers.Dense(2)),
     **{
         f"conv2d_{name}": (lambda settings=settings: _image(layers.Conv2D(4, **settings)))
         for name, settings in {

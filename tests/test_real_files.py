@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 from typer.testing import CliRunner
 
@@ -290,3 +291,46 @@ def test_a_keras_2_13_archive_whose_weights_are_named_otherwise_loads_by_order_a
     for fmt in ("onnx", "h5"):
         (exported,) = export(source, fmt, tmp_path / "out", log=_quiet)
         assert exported.comparison.passed
+
+
+class _SignatureGenerator(tf.Module):
+    """A generator saved by tf.saved_model.save with a serving signature, no Keras metadata (as TF 2 tutorials
+    that serve with TF Serving save it): a Dense, LeakyReLU, a transposed convolution, tanh."""
+
+    def __init__(self, marker: Path | None = None) -> None:
+        rng = np.random.default_rng(0)
+        self.dense = tf.Variable(rng.normal(0, 0.2, (8, 4 * 4 * 4)).astype(np.float32))
+        self.kernel = tf.Variable(rng.normal(0, 0.2, (3, 3, 1, 4)).astype(np.float32))
+        self.marker = marker
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="z")])
+    def serve(self, z: tf.Tensor) -> dict[str, tf.Tensor]:
+        hidden = tf.reshape(tf.nn.leaky_relu(z @ self.dense, 0.2), [-1, 4, 4, 4])
+        batch = tf.shape(z)[0]
+        image = tf.nn.conv2d_transpose(hidden, self.kernel, tf.stack([batch, 8, 8, 1]), 2, padding="SAME")
+        if self.marker is not None:  # what a hostile graph does at every call
+            tf.io.write_file(str(self.marker), tf.strings.as_string(tf.reduce_sum(image)))
+        return {"image": tf.tanh(image)}
+
+
+def test_a_savedmodel_without_keras_metadata_converts_its_serving_signature(tmp_path):
+    from ganport.verify import verify
+
+    module = _SignatureGenerator()
+    tf.saved_model.save(module, str(tmp_path / "signature"), signatures={"serving_default": module.serve})
+    (exported,) = export(tmp_path / "signature", "onnx", tmp_path / "out", log=_quiet)
+    assert exported.comparison.passed and exported.role == "generator"
+    comparisons = verify(tmp_path / "out", jvm=False, log=lambda line: None)
+    assert [(c.backend, c.passed) for c in comparisons] == [("onnxruntime", True)]
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "signature"), "--format", "h5", "--out", str(tmp_path)])
+    assert_one_line_error(result, "only --format onnx", exit_code=2)
+
+
+def test_a_savedmodel_graph_calling_another_op_is_refused_before_it_loads(tmp_path):
+    marker = tmp_path / "marker"
+    module = _SignatureGenerator(marker)
+    tf.saved_model.save(module, str(tmp_path / "hostile"), signatures={"serving_default": module.serve})
+    marker.unlink(missing_ok=True)  # saving traced it, which ran nothing; to be sure
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "hostile"), "--out", str(tmp_path / "out")])
+    assert_one_line_error(result, "calls the TensorFlow ops AsString, WriteFile")
+    assert not marker.exists()

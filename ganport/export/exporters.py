@@ -18,6 +18,7 @@ from ganport.export.precision import FULL_PRECISION, PRECISIONS
 from ganport.export.sources import SourceModel, check_sizes, load_sources, reference_inputs, sized
 from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
+from ganport.keras_files.config import KERAS_METADATA
 from ganport.loading import LoadOptions, is_saved_model, predict_all
 from ganport.run import RunFolder
 
@@ -77,6 +78,10 @@ def export(
                 "Drop them."
             )
         return _export_onnx_files(onnx_files, fmt, out_path, options, log)
+    if is_saved_model(source_path) and not (source_path / KERAS_METADATA).is_file():
+        from ganport.export.saved_graph import write_signature
+
+        return write_signature(source_path, fmt, out_path, options, load.trust_code, log)
     sources = load_sources(source, load, log)
     if len(sources) > 1:
         sources = [item for item in sources if item.role.name in FORMATS[fmt].roles]

@@ -194,18 +194,20 @@ def _read_dense(layer: Any) -> dict[str, Any]:
         "units": int(layer.units),
         "activation": _activation_option(layer),
         "use_bias": bool(layer.use_bias),
-        # a Dense on [batch, H, W, C] projects each position; DL4J's Dense reads a flattened input instead
+        # a Dense on [batch, H, W, C] or [batch, steps, features] projects each position or step; DL4J's Dense
+        # reads a flattened input instead
         "input_rank": len(layer.input.shape),
+        "input_steps": layer.input.shape[1] if len(layer.input.shape) == 3 else None,
     }
 
 
 def _dense(options: dict[str, Any], name: str, module: ModuleType) -> Any:
-    kept = {key: value for key, value in options.items() if key != "input_rank"}
+    kept = {key: value for key, value in options.items() if key not in ("input_rank", "input_steps")}
     return module.layers.Dense(name=name, **_keras_activation(kept, module))
 
 
 def _dense_problem(options: dict[str, Any]) -> str | None:
-    if options.get("input_rank", 2) == 3:
+    if options.get("input_rank", 2) == 3 and options.get("input_steps") != 1:  # one step: the same as flattened
         return "a Dense on [batch, steps, features] projects each step, where DL4J's Dense reads the steps flattened"
     return _activation_problem(options)
 
