@@ -29,6 +29,11 @@ def _image(*stack: object, shape: tuple[int, ...] = (12, 12, 3)) -> tf_keras.Mod
     return _chain(shape, *stack, layers.Flatten(), layers.Dense(2))
 
 
+def _slopes(shape: tuple[int, ...], dtype: object = None) -> object:
+    """PReLU slopes that differ by channel, as trained ones do (the default initializer gives zeros: a ReLU)."""
+    return tf_keras.initializers.RandomUniform(0.05, 0.5, seed=1)(shape, dtype)
+
+
 def _merge(kind: Callable[[], object]) -> tf_keras.Model:
     images = tf_keras.Input((6, 6, 4))
     left = layers.Conv2D(4, 3, padding="same")(images)
@@ -96,6 +101,10 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
     "upsampling2d_on_the_input": lambda: _image(layers.UpSampling2D(), shape=(4, 5, 3)),
     "upsampling2d_2_by_3": lambda: _image(layers.Conv2D(4, 1), layers.UpSampling2D((2, 3)), shape=(4, 4, 3)),
     "leaky_relu": lambda: _image(layers.Conv2D(4, 3), layers.LeakyReLU(0.3)),
+    "prelu_dense": lambda: _chain((6,), layers.Dense(5), layers.PReLU(alpha_initializer=_slopes), layers.Dense(2)),
+    "prelu_shared_over_height_and_width": lambda: _image(
+        layers.Conv2D(4, 3), layers.PReLU(shared_axes=[1, 2], alpha_initializer=_slopes)
+    ),
     "relu_max_value": lambda: _image(layers.Conv2D(4, 3), layers.ReLU(max_value=0.5)),
     "reshape_inside": lambda: _chain(
         (12,), layers.Dense(16), layers.Reshape((4, 4, 1)), layers.Conv2D(2, 3), layers.Flatten()
@@ -126,3 +135,13 @@ def test_every_dl4j_yes_holds_on_real_dl4j(tmp_path):
     assert verified == set(CLAIMS), set(CLAIMS) - verified
     failed = [c.line() for c in comparisons if not c.passed]
     assert not failed, failed
+
+
+def test_a_prelu_with_a_slope_per_position_is_refused_for_dl4j(tmp_path):
+    """DL4J 1.0.0-M2.1 leaves PReLU's slopes at their initializer; where slopes differ by position there is no exact
+    rewrite, and the h5 format says so."""
+    from ganport.compatibility import inspect_model
+
+    source = tmp_path / "prelu.h5"
+    _image(layers.Conv2D(4, 3), layers.PReLU(alpha_initializer=_slopes)).save(source)
+    assert any("does not load PReLU's slopes" in reason for reason in inspect_model(source).verdicts["h5"])

@@ -550,7 +550,27 @@ register(
 
 def _read_prelu(layer: Any) -> dict[str, Any]:
     shared = layer.shared_axes
-    return {"shared_axes": None if shared is None else [int(axis) for axis in shared]}
+    rank = len(layer.input.shape)
+    shared_axes = [] if shared is None else [int(axis) % rank for axis in shared]
+    return {
+        "shared_axes": None if shared is None else [int(axis) for axis in shared],
+        # DL4J gets the rewrite (to_h5) where one slope per channel is shared over every other axis
+        "per_channel": rank == 2 or (rank == 4 and sorted(shared_axes) == [1, 2]),
+    }
+
+
+def _prelu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    return module.layers.PReLU(name=name, shared_axes=options["shared_axes"])
+
+
+def _prelu_problem(options: dict[str, Any]) -> str | None:
+    if options.get("per_channel"):
+        return None
+    # measured with DL4J 1.0.0-M2.1: its PReLU keeps the slopes of its initializer, not the file's (W stays 0)
+    return (
+        "DL4J 1.0.0-M2.1 does not load PReLU's slopes (they stay at their initializer); ganport writes it with "
+        "layers DL4J reads where each channel has one slope (Dense outputs, or shared_axes=[1, 2])"
+    )
 
 
 def _read_layer_normalization(layer: Any) -> dict[str, Any]:
@@ -565,9 +585,9 @@ register(
     "PReLU",
     Converter(
         _read_prelu,
-        lambda options, name, module: module.layers.PReLU(name=name, **options),
-        # measured with DL4J 1.0.0-M2.1: activations off by up to 0.66, shared axes or not
-        lambda options: "DL4J 1.0.0-M2.1 imports PReLU's slopes wrongly",
+        _prelu,
+        _prelu_problem,
+        dl4j_rewrite="one slope per channel: ReLU(x) + slopes x ReLU(-x), in 1x1 layers",
     ),
 )
 register(

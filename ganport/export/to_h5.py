@@ -108,8 +108,53 @@ def _rewritten(graph: Graph) -> Graph:
     """The graph with each rewrite that keeps its numbers for DL4J: Keras's leaky_relu activation (DL4J maps no such
     name) as a LeakyReLU layer with Keras's slope; a Dense on [batch, H, W, C] (DL4J's Dense reads a flattened
     input) as the 1x1 Conv2D that does the same products; BatchNorm center=False as center=True with beta 0."""
-    graph = _nhwc_before_upsampling(_leaky_relu_layers(graph))
+    graph = _prelu_as_relus(_nhwc_before_upsampling(_leaky_relu_layers(graph)))
     return graph.with_layers([_centered(_dense_as_convolution(spec)) for spec in graph.layers])
+
+
+def _prelu_as_relus(graph: Graph) -> Graph:
+    """Each PReLU with one slope per channel as ReLU(x) + (-slopes) * ReLU(-x), from layers DL4J reads (DL4J
+    1.0.0-M2.1 leaves PReLU's slopes at their initializer): -x and the scaling by the slopes as a Dense or 1x1 Conv2D
+    with a diagonal kernel and no bias (products by one value and sums of zeros: the same numbers), then an Add
+    under the PReLU's own name, which its readers read."""
+    layers: list[LayerSpec] = []
+    taken = set(graph.names())
+    for spec in graph.layers:
+        if spec.kind != "PReLU" or not spec.options.get("per_channel"):
+            layers.append(spec)
+            continue
+        slopes = spec.weights[0].reshape(-1).astype(np.float32)
+        image = spec.weights[0].ndim == 3
+
+        def named(part: str, spec: LayerSpec = spec) -> str:
+            return unique_name(f"{spec.name}_{part}", taken)
+
+        def diagonal(name: str, inbound: str, values: np.ndarray, image: bool = image) -> LayerSpec:
+            kernel = np.diag(values).astype(np.float32)
+            if image:
+                options = {
+                    "filters": len(values),
+                    "kernel_size": (1, 1),
+                    "strides": (1, 1),
+                    "padding": "valid",
+                    "dilation_rate": (1, 1),
+                    "activation": "linear",
+                    "use_bias": False,
+                }
+                return LayerSpec("Conv2D", name, options, [kernel.reshape(1, 1, *kernel.shape)], (inbound,))
+            options = {"units": len(values), "activation": "linear", "use_bias": False, "input_rank": 2}
+            return LayerSpec("Dense", name, options, [kernel], (inbound,))
+
+        positive, negated, negative, scaled = named("positive"), named("negated"), named("negative"), named("slopes")
+        relu = {"activation": "relu"}
+        layers += [
+            LayerSpec("Activation", positive, relu, [], spec.inbound),
+            diagonal(negated, spec.inbound[0], -np.ones_like(slopes)),
+            LayerSpec("Activation", negative, relu, [], (negated,)),
+            diagonal(scaled, negative, -slopes),
+            LayerSpec("Add", spec.name, {}, [], (positive, scaled)),
+        ]
+    return graph.with_layers(layers)
 
 
 def _nhwc_before_upsampling(graph: Graph) -> Graph:
