@@ -564,7 +564,7 @@ def _prelu(options: dict[str, Any], name: str, module: ModuleType) -> Any:
 
 
 def _prelu_problem(options: dict[str, Any]) -> str | None:
-    if options.get("per_channel"):
+    if options["per_channel"]:
         return None
     # measured with DL4J 1.0.0-M2.1: its PReLU keeps the slopes of its initializer, not the file's (W stays 0)
     return (
