@@ -129,29 +129,13 @@ def _prelu_as_relus(graph: Graph) -> Graph:
         def named(part: str, spec: LayerSpec = spec) -> str:
             return unique_name(f"{spec.name}_{part}", taken)
 
-        def diagonal(name: str, inbound: str, values: np.ndarray, image: bool = image) -> LayerSpec:
-            kernel = np.diag(values).astype(np.float32)
-            if image:
-                options = {
-                    "filters": len(values),
-                    "kernel_size": (1, 1),
-                    "strides": (1, 1),
-                    "padding": "valid",
-                    "dilation_rate": (1, 1),
-                    "activation": "linear",
-                    "use_bias": False,
-                }
-                return LayerSpec("Conv2D", name, options, [kernel.reshape(1, 1, *kernel.shape)], (inbound,))
-            options = {"units": len(values), "activation": "linear", "use_bias": False, "input_rank": 2}
-            return LayerSpec("Dense", name, options, [kernel], (inbound,))
-
         positive, negated, negative, scaled = named("positive"), named("negated"), named("negative"), named("slopes")
         relu = {"activation": "relu"}
         layers += [
             LayerSpec("Activation", positive, relu, [], spec.inbound),
-            diagonal(negated, spec.inbound[0], -np.ones_like(slopes)),
+            _pointwise(negated, spec.inbound[0], np.diag(-np.ones_like(slopes)), image),
             LayerSpec("Activation", negative, relu, [], (negated,)),
-            diagonal(scaled, negative, -slopes),
+            _pointwise(scaled, negative, np.diag(-slopes), image),
             LayerSpec("Add", spec.name, {}, [], (positive, scaled)),
         ]
     return graph.with_layers(layers)
@@ -169,17 +153,7 @@ def _nhwc_before_upsampling(graph: Graph) -> Graph:
         if spec.kind == "UpSampling2D" and spec.inbound[0] in inputs:
             channels = inputs[spec.inbound[0]].shape[-1]
             name = unique_name(f"{spec.name}_nhwc", taken)
-            kernel = np.eye(channels, dtype=np.float32).reshape(1, 1, channels, channels)
-            options = {
-                "filters": channels,
-                "kernel_size": (1, 1),
-                "strides": (1, 1),
-                "padding": "valid",
-                "dilation_rate": (1, 1),
-                "activation": "linear",
-                "use_bias": False,
-            }
-            layers.append(LayerSpec("Conv2D", name, options, [kernel], spec.inbound))
+            layers.append(_pointwise(name, spec.inbound[0], np.eye(channels), image=True))
             spec = replace(spec, inbound=(name,))
         layers.append(spec)
     return graph.with_layers(layers)
@@ -224,16 +198,28 @@ def _dense_as_convolution(spec: LayerSpec) -> LayerSpec:
     if spec.kind != "Dense" or spec.options.get("input_rank") != 4:
         return spec
     kernel, *bias = spec.weights
+    return _pointwise(spec.name, spec.inbound[0], kernel, True, spec.options["activation"], *bias)
+
+
+def _pointwise(
+    name: str, inbound: str, kernel: np.ndarray, image: bool, activation: str = "linear", *bias: np.ndarray
+) -> LayerSpec:
+    """A layer computing `kernel` [inputs, outputs] at each position: a 1x1 Conv2D on images, a Dense otherwise;
+    with `bias` when given."""
+    kernel = np.asarray(kernel, np.float32)
+    common = {"activation": activation, "use_bias": bool(bias)}
+    if not image:
+        options = {"units": kernel.shape[1], **common, "input_rank": 2}
+        return LayerSpec("Dense", name, options, [kernel, *bias], (inbound,))
     options = {
-        "filters": spec.options["units"],
+        "filters": kernel.shape[1],
         "kernel_size": (1, 1),
         "strides": (1, 1),
         "padding": "valid",
         "dilation_rate": (1, 1),
-        "activation": spec.options["activation"],
-        "use_bias": spec.options["use_bias"],
+        **common,
     }
-    return replace(spec, kind="Conv2D", options=options, weights=[kernel.reshape(1, 1, *kernel.shape), *bias])
+    return LayerSpec("Conv2D", name, options, [kernel.reshape(1, 1, *kernel.shape), *bias], (inbound,))
 
 
 def _trailing_reshapes(graph: Graph) -> dict[str, LayerSpec]:
