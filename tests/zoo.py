@@ -149,10 +149,11 @@ def sequence_critic(module: ModuleType = keras) -> Any:
 
 def onnx_only_layers(module: ModuleType = keras) -> Any:
     """The layers ganport converts for ONNX but DL4J 1.0.0-M2.1 does not import with the same numbers:
-    DepthwiseConv2D, PReLU, UpSampling1D, LayerNormalization (export --format h5 refuses it, naming them)."""
+    DepthwiseConv2D, PReLU with a slope per position, UpSampling1D, LayerNormalization (export --format h5
+    refuses it, naming them)."""
     k = module.layers
     image = module.Input(shape=(8, 8, 3), name="image")
-    x = k.PReLU(shared_axes=[1, 2])(k.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(image))
+    x = k.PReLU()(k.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(image))
     x = k.LayerNormalization()(k.UpSampling1D(2)(k.Reshape((64, 6))(x)))
     return module.Model(image, k.Dense(1)(k.Flatten()(x)), name="onnx_only_layers")
 
