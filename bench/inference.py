@@ -28,7 +28,7 @@ from rich.table import Table
 
 from ganport.evaluate import score_generator
 from ganport.export import ExportOptions, export
-from ganport.loading import load_model_file
+from ganport.keras_files.load import load_model_file
 from ganport.runtime import Generator
 
 BATCHES = (1, 64, 1024, 8192)

@@ -22,7 +22,7 @@ import numpy as np
 from common import report
 from rich.table import Table
 
-from ganport.parity import provenance
+from ganport.host import provenance
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import build_java_check
 

@@ -30,7 +30,7 @@ SETTINGS = {
 }
 ONE_SETTING = """
 import json, sys
-from ganport.parity import provenance
+from ganport.host import provenance
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
 rows = [(name, c.model, c.backend, c.max_abs_diff, c.bound, c.origin)

@@ -24,8 +24,8 @@ from rich.table import Table
 
 from ganport.data import load_dataset
 from ganport.evaluate import Classifier, classifier_path, real_baseline, summarize
+from ganport.keras_files.run import predict
 from ganport.lecture import SeedStyleGan
-from ganport.loading import predict
 from ganport.run import TrainConfig
 from ganport.runtime import noise_batches
 from ganport.train import MAX_CHUNK, GanTrainer

@@ -34,7 +34,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from train_speed import iteration_flops
 
 from ganport.data import load_dataset
-from ganport.parity import describe_cpu
+from ganport.host import describe_cpu
 from ganport.run import TrainConfig
 from ganport.train import GanTrainer, run_ops_in_order
 

@@ -33,9 +33,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ganport.data import load_dataset
+from ganport.host import describe_cpu, native_bfloat16
 from ganport.lecture import SeedStyleGan
 from ganport.models import ARCHITECTURES
-from ganport.parity import describe_cpu, native_bfloat16
 from ganport.run import TrainConfig
 from ganport.train import MAX_CHUNK, GanTrainer, run_ops_in_order
 from ganport.train_kernels import PACKED_DROPOUT, UPSAMPLED_CONVOLUTION, plan

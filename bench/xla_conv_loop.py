@@ -21,7 +21,7 @@ import tensorflow as tf
 from common import report
 from rich.table import Table
 
-from ganport.parity import describe_cpu
+from ganport.host import describe_cpu
 
 LOOP = 4  # op calls per loop run
 

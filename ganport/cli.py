@@ -6,9 +6,7 @@ import contextlib
 import functools
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +24,11 @@ from ganport.evaluate import DEFAULT_SAMPLES, MAX_SAMPLES, MIN_SAMPLES
 from ganport.export import DEFAULT_FORMAT, FORMATS, FULL_PRECISION, PRECISIONS
 from ganport.extras import extra_providing
 from ganport.files import describe_os_error
+from ganport.host import DEVICES
 from ganport.models import ARCHITECTURES
 from ganport.native_logs import filtered_native_stderr, import_tensorflow_quietly
-from ganport.onnx_io import DEVICES
 from ganport.parity import ATOL
-from ganport.run import TRAIN_DEVICES, TRAIN_PRECISIONS, TrainConfig
+from ganport.run import TRAIN_PRECISIONS, TrainConfig
 from ganport.runtime import DEFAULT_BATCH
 from ganport.serve.settings import (
     DEFAULT_HOST,
@@ -44,6 +42,7 @@ from ganport.serve.settings import (
     MIN_BODY_MB,
     ServeSettings,
 )
+from ganport.stopping import exit_status, signal_name, stop_signals
 
 app = typer.Typer(
     help="Train the classic Keras MNIST GAN fast, export it to ONNX and DL4J-ready HDF5, and sample it.",
@@ -88,7 +87,6 @@ NO_XLA = ", ".join(
     for precision in TRAIN_PRECISIONS
     if precision not in item.xla_precisions
 )
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Set, an unexpected error shows its traceback instead of one line.
 TRACEBACK_ENV = "GANPORT_TRACEBACK"
 
@@ -111,16 +109,15 @@ def reported_errors() -> Iterator[None]:
 
     Training installs its own handler for SIGINT and SIGTERM (stop at the next chunk, save a checkpoint).
     """
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS} if in_main_thread else {}
     try:
-        yield
+        with stop_signals(_stop):
+            yield
     except (typer.Exit, typer.Abort):  # the command's own exit status
         raise
     except _Stopped as stopped:
         _fail(
-            f"stopped by {signal.Signals(stopped.number).name}; no file was left half-written.",
-            128 + stopped.number,
+            f"stopped by {signal_name(stopped.number)}; no file was left half-written.",
+            exit_status(stopped.number),
             stopped,
         )
     except GanportError as error:
@@ -149,9 +146,6 @@ def reported_errors() -> Iterator[None]:
             FAILURE_EXIT,
             error,
         )
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _fail(message: str, code: int, error: BaseException) -> None:
@@ -197,6 +191,9 @@ TrustCodeOption = Annotated[
         help="Run the Python code the file stores (Lambda layers) while loading it. Only for files you trust: "
         "that code can do anything your account can."
     ),
+]
+InferenceDeviceOption = Annotated[
+    _choice(DEVICES), typer.Option("--device", help="auto: CUDA when onnxruntime has it; cuda never falls back.")
 ]
 SeedOption = Annotated[
     int, typer.Option(min=0, max=MAX_SEED, help="Seed for noise (and for weights and batches when training).")
@@ -278,8 +275,8 @@ def train(
         ),
     ] = DEFAULTS.precision,
     device: Annotated[
-        _choice(TRAIN_DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
-    ] = TRAIN_DEVICES[0],
+        _choice(DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
+    ] = DEVICES[0],
 ) -> None:
     """Train the lecture's GAN, DCGAN or the conditional GAN on real MNIST: progress, grids, checkpoints, resume.
 
@@ -378,13 +375,13 @@ def export(
     ] = False,
 ) -> None:
     """Export, then validate each written file against the Keras model (fp32: within ganport's float32 rule,
-    README: Parity; fp16 and int8: quality-gated)."""
+    docs/verify.md: Parity; fp16 and int8: quality-gated)."""
     with reported_errors():
         import_tensorflow_quietly()
         from ganport.evaluate import score_generator
         from ganport.export import ExportOptions
         from ganport.export import export as export_models
-        from ganport.loading import LoadOptions
+        from ganport.keras_files.load import LoadOptions
 
         log = functools.partial(console.print, markup=False)
         score = functools.partial(score_generator, log=log)
@@ -409,14 +406,14 @@ def sample(
     model: Annotated[
         Path | None, typer.Argument(help="A generator .onnx file [default: the shipped models/mnist-gan one].")
     ] = None,
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of images (per label with --label).")] = 25,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of images (per label with --label).")] = 25,
     seed: SeedOption = 0,
     label: Annotated[
         str | None,
         typer.Option(help="Conditional generators: the digit(s) to draw, 7 or 0-9 or 3,5,8; one grid row each."),
     ] = None,
     out: Annotated[Path, typer.Option(help="grid.png for a picture, or .npy for the raw images.")] = Path("grid.png"),
-    device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
+    device: InferenceDeviceOption = DEVICES[0],
     batch_size: Annotated[int, typer.Option(min=1, help="Largest batch sent to onnxruntime.")] = DEFAULT_BATCH,
 ) -> None:
     """Generate images with onnxruntime (no TensorFlow on this path); .npy streams any -n in bounded memory."""
@@ -491,7 +488,7 @@ def serve(
     max_body_mb: Annotated[
         float, typer.Option(min=MIN_BODY_MB, max=MAX_BODY_MB, help="Largest request body (413 above it).")
     ] = SERVE_SETTINGS.max_body_mb,
-    device: Annotated[_choice(DEVICES), typer.Option(help="cuda never falls back silently to the CPU.")] = DEVICES[0],
+    device: InferenceDeviceOption = DEVICES[0],
     threads: Annotated[
         int | None,
         typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads per model [default: one per core]."),
@@ -553,7 +550,7 @@ def verify(
         typer.Option(
             min=0.0,
             help=f"A fixed bound per unit of output scale instead of ganport's float32 rule (atol {ATOL:g} plus the "
-            "model's summation spread; README: Parity).",
+            "model's summation spread; docs/verify.md: Parity).",
             show_default=False,
         ),
     ] = None,
@@ -623,7 +620,7 @@ def inspect(
         from rich.table import Table
 
         from ganport.compatibility import inspect_model
-        from ganport.loading import LoadOptions
+        from ganport.keras_files.load import LoadOptions
 
         load = LoadOptions(weights, custom_objects, trust_code)
         report = inspect_model(model, load, log=functools.partial(console.print, markup=False))

@@ -15,7 +15,7 @@ from ganport.errors import GanportError, ModelError, UnsupportedLayerError
 from ganport.export.formats import FORMATS
 
 if TYPE_CHECKING:
-    from ganport.loading import LoadOptions
+    from ganport.keras_files.load import LoadOptions
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def inspect_model(
     from ganport.export.layers import converter, keras_file_problems
     from ganport.export.sources import source_model
     from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
-    from ganport.loading import load_model_file
+    from ganport.keras_files.load import load_model_file
 
     path = Path(path)
     model = load_model_file(path, load, log)

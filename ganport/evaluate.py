@@ -248,7 +248,7 @@ def generate(model: Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.nd
                 f"{model} draws {generator.classes} classes; the MNIST classifier scores {CLASSES} digits."
             )
         return _onnx_batches(generator, n, seed)
-    from ganport.loading import load_as
+    from ganport.keras_files.load import load_as
 
     return _keras_batches(load_as(model, GENERATOR), str(model), n, seed)
 
@@ -268,7 +268,7 @@ def _onnx_batches(generator: Generator, n: int, seed: int) -> Iterator[tuple[np.
 
 
 def _keras_batches(keras_model: Any, name: str, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    from ganport.loading import predict_all
+    from ganport.keras_files.run import predict_all
 
     latent = int(keras_model.inputs[0].shape[-1])
     conditional = len(keras_model.inputs) > 1  # the noise comes first (load_as checked); then the class label

@@ -24,9 +24,9 @@ from ganport.budget import require_within_budget
 from ganport.contract import KERAS_SUFFIXES
 from ganport.errors import ModelError, RuntimeUnavailableError
 from ganport.files import file_problem
+from ganport.host import DEVICES
 from ganport.parity import Accumulation
 
-DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # onnxruntime's element types and the numpy types they hold; a model using another (strings, bfloat16) is refused.
@@ -195,7 +195,7 @@ def _providers(device: str) -> list[str]:
     if device == "cuda" and not usable:
         raise RuntimeUnavailableError(
             f"--device cuda needs an NVIDIA GPU and onnxruntime-gpu (ganport's gpu extra, in place of the CPU-only "
-            f"onnxruntime: README, Installing ganport as a tool); this machine has "
+            f"onnxruntime: docs/install.md); this machine has "
             f"{'a GPU' if nvidia_gpu_present() else 'no NVIDIA GPU'} and providers {', '.join(available)}. "
             "Use --device cpu or auto."
         )

@@ -16,8 +16,6 @@ from ganport.errors import RunFolderError, UsageError
 from ganport.files import exclusive, output_errors, write_text_atomically
 from ganport.models import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
-# Where training runs: a GPU when TensorFlow sees one (auto), the CPU, or a GPU or nothing (cuda).
-TRAIN_DEVICES = ("auto", "cpu", "cuda")
 # Training's arithmetic, as Keras dtype policies: float32, or opt-in bfloat16 mixed precision (float32 weights and
 # optimizer, bfloat16 products), which oneDNN runs natively on CPUs with AVX512_BF16 or AMX.
 TRAIN_PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,14 +26,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from tensorflow.core.util import event_pb2
 
-from ganport import images
 from ganport.contract import CLASSES
 from ganport.data import load_dataset
 from ganport.errors import OutputError, RunFolderError, RuntimeUnavailableError, TrainingDivergedError, UsageError
-from ganport.files import atomic_path, output_errors, remove_stale_temporaries_in, write_text_atomically
+from ganport.files import atomic_path, remove_stale_temporaries_in
+from ganport.host import DEVICES, describe_cpu, native_bfloat16
 from ganport.models import network_input
-from ganport.parity import describe_cpu, native_bfloat16
-from ganport.run import LOCK_FILE, TRAIN_DEVICES, TRAIN_PRECISIONS, RunFolder, TrainConfig
+from ganport.run import LOCK_FILE, TRAIN_PRECISIONS, RunFolder, TrainConfig
+from ganport.stopping import exit_status, signal_name, stop_signals
+from ganport.train_hooks import Hook, Metrics, checkpoints, next_boundary, sample_grids
 from ganport.train_kernels import forward
 
 # Sample grids: 5 x 5 images, or for a conditional GAN one row per class, each row from the same 5 noise vectors.
@@ -45,8 +43,6 @@ GRID_COLUMNS = 5
 # prompt stop on SIGINT/SIGTERM (the loop checks for them between calls).
 MAX_CHUNK = 25
 # Without a terminal (logs, CI, Slurm) a line at least this often says the run is alive.
-HEARTBEAT_SECONDS = 10.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -59,8 +55,8 @@ class TrainResult:
 
     @property
     def exit_code(self) -> int:
-        """0 for a finished run; 128 + the signal number for one stopped early, as shells report it."""
-        return 0 if self.stopped_by is None else 128 + self.stopped_by
+        """0 for a finished run; the stop policy's status for one stopped early."""
+        return 0 if self.stopped_by is None else exit_status(self.stopped_by)
 
 
 class GanTrainer(tf.Module):
@@ -293,13 +289,6 @@ def _grid_inputs(config: TrainConfig) -> tuple[np.ndarray | list[np.ndarray], in
     return [noise, labels], GRID_COLUMNS
 
 
-def _chunk(iteration: int, config: TrainConfig) -> int:
-    """Iterations until the next log, grid, checkpoint or the end, at most MAX_CHUNK."""
-    intervals = (config.log_interval, config.save_interval, config.checkpoint_interval)
-    boundary = min(config.iterations, iteration + MAX_CHUNK, *((iteration // k + 1) * k for k in intervals))
-    return boundary - iteration
-
-
 def default_run_dir() -> Path:
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -322,8 +311,8 @@ def run_ops_in_order(console: Console) -> None:
 def select_device(device: str = "auto") -> str:
     """Make TensorFlow train on `device`, and say what that is. A GPU is used only if TensorFlow sees one; `cuda`
     without one is an error, never a silent fall back to the CPU."""
-    if device not in TRAIN_DEVICES:
-        raise UsageError(f"Unknown device {device!r}; choose one of {', '.join(TRAIN_DEVICES)}.")
+    if device not in DEVICES:
+        raise UsageError(f"Unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu" and gpus:
         try:
@@ -347,7 +336,7 @@ def select_device(device: str = "auto") -> str:
 def train(
     config: TrainConfig, out: str | Path | None = None, console: Console | None = None, device: str = "auto"
 ) -> TrainResult:
-    """Start a new run in `out` (default runs/<timestamp>) on `device` (TRAIN_DEVICES). SIGINT or SIGTERM saves a
+    """Start a new run in `out` (default runs/<timestamp>) on `device` (host.DEVICES). SIGINT or SIGTERM saves a
     checkpoint and returns."""
     run = RunFolder(out or default_run_dir())
     if run.path.exists() and not run.path.is_dir():
@@ -407,19 +396,8 @@ def _stop_requests() -> Iterator[list[int]]:
     Signal handlers can only be set from the main thread; elsewhere the caller's handling stays.
     """
     requested: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    with stop_signals(lambda number, frame: requested.append(number)):
         yield requested
-        return
-
-    def record(number: int, frame: object) -> None:
-        requested.append(number)
-
-    previous = {number: signal.signal(number, record) for number in STOP_SIGNALS}
-    try:
-        yield requested
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, device: str) -> TrainResult:
@@ -589,6 +567,12 @@ def _pretrain(
         )
 
 
+def _progress(console: Console) -> Progress:
+    """The training bar: iterations done, the last metrics line, time left."""
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"))
+    return Progress(*columns, TimeRemainingColumn(), console=console, transient=False)
+
+
 def _loop(
     config: TrainConfig,
     run: RunFolder,
@@ -601,77 +585,36 @@ def _loop(
     writer = tf.summary.create_file_writer(str(run.tensorboard))
     start_iteration = int(trainer.iteration.numpy())
     started = time.perf_counter()
-    window: list[np.ndarray] = []
-    window_started = started
-    last: dict[str, float] = {}
-    heartbeat = started
-
-    def save() -> None:
-        iteration = int(trainer.iteration.numpy())
-        try:
-            path = manager.save(checkpoint_number=iteration)
-        except tf.errors.OpError as error:  # TensorFlow's file system reports ENOSPC/EROFS as its own errors
-            reason = str(error).splitlines()[0]
-            raise OutputError(f"cannot write a checkpoint in {run.checkpoints}: {reason}") from error
-        for model, target in zip(trainer.saved_models(), (run.generator, run.discriminator), strict=True):
-            with atomic_path(target) as temporary:
-                model.save(temporary)
-        state = {"iteration": iteration, "checkpoint": Path(path).name, "config": dataclasses.asdict(config)}
-        write_text_atomically(run.state, json.dumps(state, indent=2) + "\n")
-
-    columns = (
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeRemainingColumn(),
-    )
+    save = checkpoints(run, config, manager, trainer.saved_models)
     if not console.is_terminal:
         console.print(f"compiling the training step, then iterations {start_iteration}-{config.iterations}")
     iteration = start_iteration
     try:
-        with Progress(*columns, console=console, transient=False) as progress, writer.as_default():
+        with _progress(console) as progress, writer.as_default():
             _pretrain(config, trainer, run, progress, stop_requests, console)
             task = progress.add_task("train", total=config.iterations, completed=start_iteration, stats="compiling…")
+            metrics = Metrics(run, progress, task, console, config.iterations)
+            grids = sample_grids(
+                run,
+                lambda inputs, training: trainer.shipped_generator(inputs, training=training),
+                grid_inputs,
+                grid_columns,
+            )
+            hooks = (
+                Hook(config.log_interval, metrics),
+                Hook(config.save_interval, grids),
+                Hook(config.checkpoint_interval, save, at_end=False),  # the end's checkpoint follows the loop
+            )
             while iteration < config.iterations and not stop_requests:
-                values = trainer.train_steps(_chunk(iteration, config))
+                values = trainer.train_steps(next_boundary(iteration, config.iterations, hooks, MAX_CHUNK))
                 _require_finite(values, iteration, run)
                 iteration += len(values)
-                window.append(values)
-                if iteration % config.log_interval == 0 or iteration == config.iterations:
-                    now = time.perf_counter()
-                    mean = np.concatenate(window).mean(axis=0)
-                    last = {
-                        "iteration": iteration,
-                        "d_loss": float(mean[0]),
-                        "d_accuracy": float(mean[1]),
-                        "g_loss": float(mean[2]),
-                        "it_per_s": sum(map(len, window)) / (now - window_started),
-                    }
-                    with output_errors(run.metrics), run.metrics.open("a") as handle:
-                        handle.write(json.dumps(last) + "\n")
-                    for name in ("d_loss", "d_accuracy", "g_loss", "it_per_s"):
-                        tf.summary.scalar(name, last[name], step=iteration)
-                    window, window_started = [], now
-                    progress.update(
-                        task,
-                        stats=(
-                            f"D loss {last['d_loss']:.3f} acc {100 * last['d_accuracy']:.0f}% "
-                            f"G loss {last['g_loss']:.3f} {last['it_per_s']:.0f} it/s"
-                        ),
-                    )
-                    if not console.is_terminal and now - heartbeat >= HEARTBEAT_SECONDS:
-                        console.print(f"iteration {iteration}/{config.iterations}: {progress.tasks[0].fields['stats']}")
-                        heartbeat = now
-                if iteration % config.save_interval == 0 or iteration == config.iterations:
-                    made = trainer.shipped_generator(grid_inputs, training=False)
-                    pictures = images.to_uint8(np.asarray(made, np.float32))
-                    images.save_grid(pictures, run.samples / f"iteration_{iteration:06d}.png", columns=grid_columns)
-                    tf.summary.image("samples", pictures, step=iteration, max_outputs=len(pictures))
-                if iteration % config.checkpoint_interval == 0 and iteration < config.iterations:
-                    save()
+                metrics.record(values)
+                for hook in hooks:
+                    if hook.due(iteration, config.iterations):
+                        hook.action(iteration)
                 progress.update(task, completed=iteration)
-        save()
+        save(int(trainer.iteration.numpy()))
     except OutputError as error:
         raise OutputError(
             f"{error} Training stopped at iteration {iteration}; `ganport train --resume --out {run.path}` "
@@ -682,8 +625,8 @@ def _loop(
     stopped_by = stop_requests[0] if stop_requests else None
     if stopped_by is not None:
         console.print(
-            f"stopped by {signal.Signals(stopped_by).name} at iteration {iteration}; checkpoint saved, continue with "
+            f"stopped by {signal_name(stopped_by)} at iteration {iteration}; checkpoint saved, continue with "
             f"`ganport train --resume --out {run.path}`",
             markup=False,
         )
-    return TrainResult(run.path, iteration, seconds, last, stopped_by)
+    return TrainResult(run.path, iteration, seconds, metrics.last, stopped_by)

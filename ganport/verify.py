@@ -33,6 +33,7 @@ from ganport.contract import LABEL_INPUT, ROLES, describe, role_from_shapes, rol
 from ganport.errors import GanportError, UsageError
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
 from ganport.files import file_problem, size_text
+from ganport.host import describe_provenance
 from ganport.parity import (
     ATOL,
     STORED_ERROR_CEILING,
@@ -41,7 +42,6 @@ from ganport.parity import (
     Float64Errors,
     against_float64,
     compare_outputs,
-    describe_provenance,
     float64_errors,
     scale,
 )
@@ -365,7 +365,8 @@ def _verify_model(
 ) -> list[Comparison]:
     """Every backend's comparison for one model: its files loaded as export loads them, its bound from the rule;
     `jvm`: java-check's result for it per runtime (None when the JVM runtimes were not asked for)."""
-    from ganport.loading import load_model_file, predict_all, shapes
+    from ganport.keras_files.load import load_model_file
+    from ganport.keras_files.run import predict_all, shapes
 
     loaded = {suffix: load_model_file(path) for suffix, path in files.items() if suffix != ".onnx"}
     proto = onnx_io.load(files[".onnx"]) if ".onnx" in files else None

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from conftest import assert_one_line_error
 from ganport.cli import app
 from ganport.export import export
-from ganport.loading import load_model_file, predict
+from ganport.keras_files.load import load_model_file
+from ganport.keras_files.run import predict
 
 pytestmark = pytest.mark.slow
 

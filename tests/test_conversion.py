@@ -325,16 +325,3 @@ def test_layers_dl4j_cannot_take_convert_to_onnx_and_the_h5_refusal_names_each(m
     fragments = ("DepthwiseConv2D", "PReLU", "UpSampling1D", "LayerNormalization", "Export it to ONNX")
     assert_one_line_error(result, *fragments, exit_code=1)
     assert not (tmp_path / "h5").exists() or list((tmp_path / "h5").iterdir()) == []
-
-
-@pytest.mark.parametrize("module", ["ganport.export.layers", "ganport.loading"])
-def test_readme_holds_the_layer_and_source_tables_as_the_code_makes_them(module):
-    import importlib
-
-    table = importlib.import_module(module)
-    made = table.markdown_table() if module.endswith("layers") else table.sources_table()
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    marker = "layers" if module.endswith("layers") else "sources"
-    opening = f"<!-- {marker}: python -m {module} -->\n"
-    start = readme.index(opening) + len(opening)
-    assert readme[start : readme.index(f"<!-- /{marker} -->")] == made, f"regenerate README's table: python -m {module}"

@@ -218,7 +218,7 @@ def test_an_old_sequential_without_input_layer_is_read_as_written(tmp_path, vers
     the file does not say, because Keras 3's inputs differ from the shapes the file declares."""
     import tf_keras
 
-    from ganport.loading import load_model_file
+    from ganport.keras_files.load import load_model_file
 
     layers = tf_keras.layers
     model = tf_keras.Sequential(
@@ -256,7 +256,7 @@ def test_keras_gan_saved_model_json_and_weights(tmp_path):
     from conftest import assert_one_line_error
     from ganport.cli import app
     from ganport.compatibility import inspect_model
-    from ganport.loading import load_model_file
+    from ganport.keras_files.load import load_model_file
 
     layers = tf_keras.layers
     noise = tf_keras.Input((100,))

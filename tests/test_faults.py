@@ -160,7 +160,7 @@ def test_a_keras_archive_whose_config_inflates_to_a_gigabyte_is_refused_unread(t
                 entry.write(block)
     assert bomb.stat().st_size < 2 * 2**20
     from ganport.errors import ModelError
-    from ganport.loading import load_model_file  # TensorFlow loads now, outside the measurement
+    from ganport.keras_files.load import load_model_file  # TensorFlow loads now, outside the measurement
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ModelError, match="its config.json would inflate to 1.0 GiB"):
@@ -453,15 +453,36 @@ def test_no_import_cycles_between_ganport_modules():
     assert cycles == []
 
 
-def test_light_entry_points_do_not_load_the_heavy_stages():
+# The ONNX path's promise (the base install has no TensorFlow): each of these runs without TensorFlow, Keras,
+# tf_keras or the training stage. The one place that checks it.
+HEAVY_MODULES = ("tensorflow", "keras", "tf_keras", "ganport.train")
+SHIPPED_GENERATOR = Path(__file__).resolve().parent.parent / "models" / "mnist-gan" / "generator.onnx"
+LIGHT_PATHS = {
+    "the command line": "import ganport.cli",
+    "sample": "from ganport.cli import app; from typer.testing import CliRunner; "
+    "result = CliRunner().invoke(app, ['sample', MODEL, '-n', '9', '--out', OUT + '/grid.png']); "
+    "assert result.exit_code == 0, result.output",
+    "serve": "from ganport.serve import InferenceServer, ServedModel; "
+    "InferenceServer([ServedModel(MODEL, 'gan', 'cpu')])",
+    "runtime": "from ganport.runtime import Generator; Generator(MODEL).sample(4, 0)",
+}
+
+
+@pytest.mark.parametrize("path", sorted(LIGHT_PATHS))
+def test_the_onnx_path_never_imports_tensorflow_or_training(path, tmp_path):
     script = (
-        "import sys, ganport.export.to_onnx; heavy = 'ganport.train' in sys.modules; import ganport.cli; print(heavy)"
+        f"import sys; MODEL, OUT = {str(SHIPPED_GENERATOR)!r}, {str(tmp_path)!r}; {LIGHT_PATHS[path]}; "
+        f"print(sorted(name for name in {HEAVY_MODULES!r} if name in sys.modules))"
     )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_exporting_to_onnx_does_not_load_the_training_stage():
+    script = "import sys, ganport.export.to_onnx; print('ganport.train' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
-    script = "import sys, ganport.cli; print('tensorflow' in sys.modules, 'ganport.train' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False False"
 
 
 def test_sigterm_during_a_long_sample_leaves_no_temporary(tmp_path):

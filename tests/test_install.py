@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,12 @@ def test_commands_that_need_tensorflow_name_the_keras_extra(base_install):
         ]
     version = _run([base_install["ganport"], "--version"], base_install["folder"], base_install["env"])
     assert version.stdout.startswith("ganport ")
+
+
+def test_the_wheel_holds_every_module_of_the_source_tree(base_install):
+    """A package left out of pyproject's list installs without complaint and fails at the first import."""
+    (wheel,) = (base_install["root"] / "wheel").glob("ganport-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = {name for name in archive.namelist() if name.endswith(".py")}
+    source = {str(path.relative_to(ROOT)) for path in (Path(ROOT) / "ganport").rglob("*.py")}
+    assert source - packaged == set()

@@ -13,7 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ganport.parity import ATOL, FLOAT32_EPSILON, Accumulation, compare, describe_provenance, provenance
+from ganport.host import describe_provenance, provenance
+from ganport.parity import ATOL, FLOAT32_EPSILON, Accumulation, compare
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
 

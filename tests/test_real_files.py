@@ -203,7 +203,8 @@ def test_a_model_of_any_size_keeps_it_in_onnx_and_is_checked_at_two_sizes(name, 
     import onnx
     import onnxruntime
 
-    from ganport.loading import load_model_file, predict
+    from ganport.keras_files.load import load_model_file
+    from ganport.keras_files.run import predict
 
     source = fully_convolutional(tmp_path, keras if name.endswith(".keras") else tf_keras, name)
     (exported,) = export(source, "onnx", tmp_path / "onnx", log=_quiet)
@@ -277,7 +278,8 @@ def windows_keras_archive(folder: Path) -> Path:
 
 
 def test_a_keras_2_13_archive_whose_weights_are_named_otherwise_loads_by_order_and_shape(tmp_path):
-    from ganport.loading import load_model_file, predict
+    from ganport.keras_files.load import load_model_file
+    from ganport.keras_files.run import predict
 
     source = windows_keras_archive(tmp_path)
     with pytest.raises(Exception, match="expected 2 variables"):

@@ -26,7 +26,7 @@ from ganport.cli import app
 from ganport.compatibility import inspect_model
 from ganport.errors import ModelError, UnsupportedLayerError
 from ganport.export import export
-from ganport.loading import LoadOptions, load_model_file
+from ganport.keras_files.load import LoadOptions, load_model_file
 
 pytestmark = pytest.mark.slow
 

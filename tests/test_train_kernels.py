@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ganport.host import native_bfloat16
 from ganport.models import build_dcgan_discriminator, build_dcgan_generator
-from ganport.parity import native_bfloat16
 from ganport.train import dtype_policy
 from ganport.train_kernels import (
     _decision_bits,

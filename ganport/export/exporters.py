@@ -19,7 +19,8 @@ from ganport.export.sources import SourceModel, check_sizes, load_sources, refer
 from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
 from ganport.keras_files.config import KERAS_METADATA
-from ganport.loading import LoadOptions, is_saved_model, predict_all
+from ganport.keras_files.load import LoadOptions, is_saved_model
+from ganport.keras_files.run import predict_all
 from ganport.run import RunFolder
 
 

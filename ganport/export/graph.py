@@ -278,7 +278,7 @@ def float64_outputs(graph: Graph, inputs: list[np.ndarray], layers: tuple[str, .
     the truth that the deep-model parity rule measures float32 backends against (ganport.parity)."""
     import keras
 
-    from ganport.loading import predict_all
+    from ganport.keras_files.run import predict_all
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float64")  # each layer built now keeps float64 weights and computes in float64

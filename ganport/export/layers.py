@@ -62,7 +62,7 @@ class Converter:
     merges: bool = False  # takes a list of tensors (Add, Multiply, Concatenate)
     # Why the layer is not a Keras layer that a .keras file holds by itself ("" when it is one).
     not_keras: str = ""
-    onnx_note: str = ""  # what the ONNX column of README's table adds
+    onnx_note: str = ""  # what the ONNX column of docs/export.md's table adds
     # How many products one output value sums (ganport.parity's tolerance follows it); 0 for layers that sum nothing.
     accumulation: Callable[[LayerSpec], int] = field(default=lambda spec: 0)
 
@@ -86,7 +86,7 @@ def supported_layers() -> list[str]:
 
 
 def markdown_table() -> str:
-    """The registry as README's table: each layer, and what each target gets of it (for DL4J the rewrite ganport
+    """The registry as docs/export.md's table: each layer, and what each target gets of it (for DL4J the rewrite ganport
     writes, or why the h5 format refuses it; "some options refused" where `ganport inspect` says which)."""
     rows = ["| layer | ONNX | DL4J (`--format h5`) | Keras 3 (`--format keras`) |", "| --- | --- | --- | --- |"]
     for kind in supported_layers():
@@ -124,7 +124,7 @@ def activation_layer(layer: Any) -> Any | None:
     activation = getattr(layer, "activation", None)
     base = keras.layers.Layer
     if type(activation).__module__.startswith("tf_keras"):
-        from ganport.loading import tf_keras
+        from ganport.keras_files.load import tf_keras
 
         base = tf_keras().layers.Layer
     return activation if isinstance(activation, base) else None
@@ -782,5 +782,5 @@ def kind_of(layer: Any) -> str:
     return getattr(type(layer), "ganport_kind", CUSTOM)
 
 
-if __name__ == "__main__":  # python -m ganport.export.layers > the table README holds
+if __name__ == "__main__":  # python -m ganport.export.layers > the table docs/export.md holds
     print(markdown_table(), end="")

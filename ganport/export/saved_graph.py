@@ -28,12 +28,12 @@ from ganport.export.job import ExportedFile, ExportOptions
 from ganport.export.sources import ACTIVATION_COPIES, CHECK_SIDE
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, save_test_vectors, vector_arrays
 from ganport.files import atomic_path
+from ganport.host import provenance
 from ganport.parity import (
     ATOL,
     REFERENCE_BATCH,
     REFERENCE_SEED,
     compare_outputs,
-    provenance,
     reference_noise,
     require_all,
 )

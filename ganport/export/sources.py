@@ -32,7 +32,8 @@ from ganport.contract import (
 )
 from ganport.errors import ModelError, UsageError
 from ganport.export.graph import DYNAMIC, Graph, InputSpec, build, read_graph
-from ganport.loading import LoadOptions, is_saved_model, load_as, load_model_file, predict_all, sample_bytes
+from ganport.keras_files.load import LoadOptions, is_saved_model, load_as, load_model_file
+from ganport.keras_files.run import predict_all, sample_bytes
 from ganport.parity import REFERENCE_BATCH, REFERENCE_SEED, reference_noise
 from ganport.run import RunFolder
 

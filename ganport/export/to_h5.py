@@ -40,8 +40,9 @@ from ganport.export.vectors import (
     weight_digests,
 )
 from ganport.files import atomic_path
-from ganport.loading import FLATTENED_OUTPUTS, framework_versions, load_keras2, predict_all, tf_keras
-from ganport.parity import provenance
+from ganport.host import provenance
+from ganport.keras_files.load import FLATTENED_OUTPUTS, load_keras2, tf_keras
+from ganport.keras_files.run import framework_versions, predict_all
 
 
 def _inputs_first(config: dict) -> dict:

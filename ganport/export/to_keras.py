@@ -11,7 +11,7 @@ from ganport.errors import UnsupportedLayerError
 from ganport.export.job import ExportedFile, Job
 from ganport.export.layers import keras_file_problems
 from ganport.files import atomic_path
-from ganport.loading import predict_all
+from ganport.keras_files.run import predict_all
 
 
 def write(job: Job) -> ExportedFile:

@@ -34,8 +34,9 @@ from ganport.export.vectors import (
     vector_arrays,
 )
 from ganport.files import atomic_path
-from ganport.loading import MAX_REASON, call, framework_versions
-from ganport.parity import provenance
+from ganport.host import provenance
+from ganport.keras_files.load import MAX_REASON
+from ganport.keras_files.run import call, framework_versions
 
 OPSET = 17
 BATCH_AXIS = "batch"

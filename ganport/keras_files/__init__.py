@@ -1,5 +1,6 @@
 """Keras model files read safely: their config (`config`), what they declare before anything is allocated
-(`sniff`), the code gate (`safety`) and the objects a loader is handed (`stand_ins`). Re-exports only."""
+(`sniff`), the code gate (`safety`), the objects a loader is handed (`stand_ins`), the loaders (`load`) and running
+a loaded model (`run`). Re-exports the light modules only: `load` and `run` import TensorFlow, so callers name them."""
 
 from ganport.keras_files.config import read_config, saved_keras_version
 from ganport.keras_files.safety import require_no_revived_layers, require_safe

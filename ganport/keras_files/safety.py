@@ -105,7 +105,7 @@ def require_safe(source: str | Path, config: Any, trust_code: bool, provided: Co
         if op is not None and op[1] not in ALLOWED:
             raise ModelError(
                 f"{source}: layer {name!r} calls {op[0]}, which is not one of the TensorFlow ops ganport converts "
-                "(README lists them); it was not loaded."
+                "(docs/export.md lists them); it was not loaded."
             )
         if trust_code:
             continue

@@ -15,7 +15,7 @@ import signal
 import socket
 import string
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -53,6 +53,7 @@ from ganport.serve.batching import MicroBatcher, ServerMetrics
 from ganport.serve.limits import BODY_SECONDS, HeaderDeadlineProtocol, RequestGuard, allowed_hosts, connection_limit
 from ganport.serve.served import ServedModel, model_names
 from ganport.serve.settings import DEFAULT_HOST, DEFAULT_PORT, ServeSettings
+from ganport.stopping import exit_status, stop_signals
 
 T = TypeVar("T")
 
@@ -384,17 +385,22 @@ async def _server_error(request: Request, error: Exception) -> Response:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, except that after its graceful shutdown it does not re-raise the signal that stopped it
-    (a process killed by SIGTERM reads as a crash to supervisors); `signals` tells which ones came."""
+    """uvicorn's server under ganport's stop policy: SIGINT and SIGTERM start its graceful shutdown, which is not
+    followed by re-raising the signal as uvicorn does (a process killed by SIGTERM reads as a crash to supervisors);
+    `signals` tells which ones came."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.signals: list[int] = []
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with stop_signals(self.handle_exit):
+            yield
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self.signals.append(sig)
-        self._captured_signals.clear()
 
 
 def serve(
@@ -445,7 +451,7 @@ def serve(
         )
     else:
         log("stopped: every request in flight was answered")
-    return 130 if signal.SIGINT in server.signals else 0
+    return exit_status(signal.SIGINT) if signal.SIGINT in server.signals else 0
 
 
 def _has_uvloop() -> bool:

@@ -1,12 +1,12 @@
-"""Keras model files in, Keras models out: each read by the Keras that wrote it (tf_keras for Keras 2); roles checked.
+"""Keras model files in, Keras models out: each read by the Keras that wrote it (tf_keras for Keras 2), after the
+code gate and the memory budget, and checked against the inputs it declares; roles checked.
 
-Shared by export, eval and verify, so a file is loaded, refused and named the same way everywhere.
+Shared by export, inspect, eval and verify, so a file is loaded, refused and named the same way everywhere.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import warnings
 import zipfile
@@ -19,7 +19,6 @@ from typing import Any
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 from keras.src.saving.serialization_lib import SafeModeScope
 
 from ganport.contract import KERAS_SUFFIXES, Role, require_role
@@ -32,6 +31,7 @@ from ganport.keras_files.config import (
     saved_keras_version,
     saved_model_objects,
 )
+from ganport.keras_files.run import shapes
 from ganport.keras_files.safety import require_no_revived_layers, require_safe
 from ganport.keras_files.sniff import require_readable_container, require_stored_within_budget, variables_within_budget
 from ganport.keras_files.stand_ins import loader_objects, provided_names, user_custom_objects
@@ -104,7 +104,7 @@ def _readers(version: str, suffix: str) -> tuple[Callable[..., Any], ...]:
     return (_load_keras3, load_keras2)  # an HDF5 file that does not say: Keras 3, checked against declared inputs
 
 
-# Each kind of source, the suffix it is read as, and where it says which Keras wrote it: README's table of sources.
+# Each kind of source, the suffix it is read as, and where it says which Keras wrote it: docs/export.md's sources.
 _SOURCES = (
     ("`.h5` / `.hdf5` (`model.save`)", ".h5", "the `keras_version` attribute"),
     ("`.keras` zip (Keras 3, or Keras 2.12-2.15's own)", ".keras", "`metadata.json`"),
@@ -113,7 +113,7 @@ _SOURCES = (
 
 
 def sources_table() -> str:
-    """README's table of the model files ganport reads and which Keras reads each, from the loader's own rules."""
+    """docs/export.md's table of the model files ganport reads and which Keras reads each, from the loader's rules."""
     names = {load_keras2: "tf_keras", _load_keras3: "Keras 3", _load_keras2_by_order: "tf_keras (weights by order)"}
     rows = [
         "| source | says which Keras wrote it in | written by Keras 1.x-2.x | by Keras 3.x | does not say |",
@@ -384,42 +384,6 @@ def _natural(text: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
-@dataclass(frozen=True)
-class SampleBytes:
-    """What one sample takes in a model, float32: every tensor (inputs and each layer's outputs, nested models'
-    included, all held at once where every activation is kept, as in the DL4J test vectors), and the largest
-    convolution's unfolded input (the im2col buffer CPU kernels build: output positions x kernel taps x channels)."""
-
-    activations: int
-    workspace: int
-
-
-def sample_bytes(model: Any) -> SampleBytes | None:
-    """What one sample takes in `model` (SampleBytes); None when a size other than the batch is unknown (dynamic
-    height and width)."""
-    tensors, workspace = [*model.inputs], 0
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        stack.extend(getattr(layer, "layers", []) or [])
-        outputs = getattr(layer, "output", None)
-        outputs = outputs if isinstance(outputs, list | tuple) else [] if outputs is None else [outputs]
-        tensors.extend(outputs)
-        kernels = [weight for weight in layer.weights if len(weight.shape) >= 3]
-        if kernels and outputs and None not in list(outputs[0].shape)[1:]:
-            positions = math.prod(list(outputs[0].shape)[1:-1])
-            workspace = max(workspace, positions * math.prod(kernels[0].shape[:-1]) * 4)
-    sides = [list(tensor.shape)[1:] for tensor in tensors]
-    if any(side is None for shape in sides for side in shape):
-        return None
-    return SampleBytes(sum(math.prod(shape) * 4 for shape in sides), workspace)
-
-
-def shapes(model: Any) -> tuple[list[list], list[list]]:
-    """Every input's and every output's shape, batch axis included (as None)."""
-    return [list(tensor.shape) for tensor in model.inputs], [list(tensor.shape) for tensor in model.outputs]
-
-
 def load_as(path: Path, role: Role) -> Any:
     """Load `path` and refuse it unless it plays `role` (a discriminator saved as generator.keras, say)."""
     model = load_model_file(path)
@@ -427,28 +391,5 @@ def load_as(path: Path, role: Role) -> Any:
     return model
 
 
-def call(model: Any, tensors: list[Any]) -> list[Any]:
-    """A Keras 2 or 3 model in inference mode on tensors in its input order, each cast to its input's dtype (test
-    vectors store class labels as floats, as DL4J reads them; ONNX feeds them as int64); every output, as a list."""
-    cast = [tf.cast(tensor, keras_input.dtype) for tensor, keras_input in zip(tensors, model.inputs, strict=True)]
-    outputs = model(cast if len(cast) > 1 else cast[0], training=False)
-    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
-
-
-def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
-    """Inference-mode output of a single-input, single-output Keras 2 or Keras 3 model."""
-    return predict_all(model, [inputs])[0]
-
-
-def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order."""
-    return [np.asarray(output) for output in call(model, [tf.constant(array) for array in inputs])]
-
-
-def framework_versions() -> dict[str, str]:
-    """The versions whose kernels compute a Keras reference, for the provenance stored with test vectors."""
-    return {"tensorflow": tf.__version__, "keras": keras.__version__}
-
-
-if __name__ == "__main__":  # python -m ganport.loading > the table README holds
+if __name__ == "__main__":  # python -m ganport.keras_files.load > the table docs/export.md holds
     print(sources_table(), end="")
