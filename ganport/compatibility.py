@@ -52,7 +52,7 @@ def inspect_model(
     """Report on the model file at `path` (`load`: what it needs from its user, as export takes it), layer by layer,
     with one verdict per export format."""
     from ganport.export.graph import read_graph, read_layer, trace
-    from ganport.export.layers import converter, keras_file_problems
+    from ganport.export.layers import keras_file_problems
     from ganport.export.sources import source_model
     from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
     from ganport.keras_files.load import load_model_file
@@ -60,7 +60,6 @@ def inspect_model(
     path = Path(path)
     model = load_model_file(path, load, log)
     everywhere: list[str] = []
-    layers: list[LayerReport] = []
     try:
         inputs, traced, _ = trace(model)
     except ModelError as error:
@@ -75,28 +74,7 @@ def inspect_model(
     read = [spec for spec in specs.values() if not isinstance(spec, UnsupportedLayerError)]
     # DL4J's verdict depends on where a layer is (a trailing Reshape is written flat): judged on the whole graph
     problems = dl4j_problems(read_graph(model)) if read and len(read) == len(specs) else {}
-    for item in traced:
-        spec = specs[item.name]
-        shape = [None, *item.layer.output.shape[1:]]
-        if isinstance(spec, UnsupportedLayerError):
-            supported = problem = str(spec)
-            rewrite = not_keras = ""
-        else:
-            entry = converter(spec.kind)
-            supported, rewrite, not_keras = "", entry.dl4j_rewrite, entry.not_keras
-            problem = problems.get(item.name, ("", ""))[1]
-        layers.append(
-            LayerReport(
-                item.name,
-                type(item.layer).__name__,
-                shape,
-                int(item.layer.count_params()),
-                supported,
-                problem,
-                rewrite,
-                not_keras,
-            )
-        )
+    layers = [_layer_report(item, specs[item.name], problems) for item in traced]
     everywhere += [f"{layer.name}: {layer.supported}" for layer in layers if layer.supported]
     role, input_names, output_names = "", [spec.name for spec in inputs], []
     if not everywhere:
@@ -125,4 +103,22 @@ def inspect_model(
         output_names,
         layers,
         verdicts,
+    )
+
+
+def _layer_report(item: Any, spec: Any, problems: dict[str, tuple[str, str]]) -> LayerReport:
+    """One layer's row: what the registry reads of it, and DL4J's verdict on it where it sits in the graph."""
+    from ganport.export.layers import converter
+
+    if isinstance(spec, UnsupportedLayerError):
+        supported = problem = str(spec)
+        rewrite = not_keras = ""
+    else:
+        entry = converter(spec.kind)
+        supported, rewrite, not_keras = "", entry.dl4j_rewrite, entry.not_keras
+        problem = problems.get(item.name, ("", ""))[1]
+    layer = item.layer
+    shape = [None, *layer.output.shape[1:]]
+    return LayerReport(
+        item.name, type(layer).__name__, shape, int(layer.count_params()), supported, problem, rewrite, not_keras
     )

@@ -39,18 +39,8 @@ def _names_file(out: Path, fmt: str, single: bool) -> bool:
     return single and bool(suffix) and out.suffix == suffix
 
 
-def export(
-    source: str | Path,
-    fmt: str,
-    out: str | Path | None = None,
-    log: Callable[[str], None] = print,
-    options: ExportOptions | None = None,
-    load: LoadOptions | None = None,
-) -> list[ExportedFile]:
-    """Export every model in `source` to `fmt`, validating each against the Keras model; `load`: what a model file
-    needs from its user (an architecture .json's weights file, custom objects, trust in its Python code)."""
-    load = load or LoadOptions()
-    options = options or ExportOptions()
+def _require_valid_options(fmt: str, options: ExportOptions) -> None:
+    """Refuse a format, precision or option that does not apply, before anything is loaded."""
     if fmt not in FORMATS:
         raise UsageError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     if options.precision not in PRECISIONS:
@@ -68,6 +58,21 @@ def export(
             f"--precision {options.precision} is quality-gated: pass ExportOptions(score=...), e.g. "
             "ganport.evaluate.score_generator."
         )
+
+
+def export(
+    source: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    options: ExportOptions | None = None,
+    load: LoadOptions | None = None,
+) -> list[ExportedFile]:
+    """Export every model in `source` to `fmt`, validating each against the Keras model; `load`: what a model file
+    needs from its user (an architecture .json's weights file, custom objects, trust in its Python code)."""
+    load = load or LoadOptions()
+    options = options or ExportOptions()
+    _require_valid_options(fmt, options)
     source_path = Path(source)
     into_source = source_path.is_dir() and not is_saved_model(source_path)  # a run folder's exports go inside it
     out_path = Path(out) if out is not None else (source_path / "export" if into_source else source_path.parent)

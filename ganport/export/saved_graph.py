@@ -93,6 +93,24 @@ def require_pure_graph(folder: Path, trust_code: bool) -> None:
         )
 
 
+def _serving_signature(folder: Path) -> Any:
+    """The SavedModel's serving function, with the loaded object it reads its variables from kept alive."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(folder))
+        signature = loaded.signatures[SIGNATURE]
+    except KeyError:
+        raise ModelError(
+            f"{folder} is a SavedModel without Keras metadata and without a {SIGNATURE!r} signature, so it holds "
+            "nothing to convert; save the Keras model with model.save(), or the module with a serving signature."
+        ) from None
+    except Exception as error:  # TensorFlow's own errors for a SavedModel it cannot restore
+        raise ModelError(f"Cannot load {folder} with TensorFlow ({' '.join(str(error).split())[:300]}).") from None
+    signature.loaded = loaded  # a concrete function holds its variables weakly: keep their owner with it
+    return signature
+
+
 def write_signature(
     folder: Path,
     fmt: str,
@@ -113,16 +131,7 @@ def write_signature(
             "model.save() for the other formats."
         )
     require_pure_graph(folder, trust_code)
-    try:
-        loaded = tf.saved_model.load(str(folder))  # kept: the signature reads its variables
-        signature = loaded.signatures[SIGNATURE]
-    except KeyError:
-        raise ModelError(
-            f"{folder} is a SavedModel without Keras metadata and without a {SIGNATURE!r} signature, so it holds "
-            "nothing to convert; save the Keras model with model.save(), or the module with a serving signature."
-        ) from None
-    except Exception as error:  # TensorFlow's own errors for a SavedModel it cannot restore
-        raise ModelError(f"Cannot load {folder} with TensorFlow ({' '.join(str(error).split())[:300]}).") from None
+    signature = _serving_signature(folder)
     specs = dict(sorted(signature.structured_input_signature[1].items()))
     inputs = _fixed_inputs(specs, options.input_sizes)
     reference = {name: np.asarray(value) for name, value in signature(**inputs).items()}
