@@ -42,7 +42,6 @@ GRID_COLUMNS = 5
 # Iterations per compiled call: long enough to amortise the call, short enough for a lively progress bar and a
 # prompt stop on SIGINT/SIGTERM (the loop checks for them between calls).
 MAX_CHUNK = 25
-# Without a terminal (logs, CI, Slurm) a line at least this often says the run is alive.
 
 
 @dataclass(frozen=True)
