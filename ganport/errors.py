@@ -51,3 +51,9 @@ class MissingExtraError(GanportError):
 
 class BudgetError(GanportError):
     """An input declares, or a request asks for, more memory than the command's budget (ganport.budget)."""
+
+
+def reason_of(error: BaseException, limit: int = 200) -> str:
+    """A library's exception as the reason in one of ganport's lines: its message on one line, at most `limit`
+    characters, or its class name when it has no message."""
+    return " ".join(str(error).split())[:limit] or type(error).__name__

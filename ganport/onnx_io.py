@@ -22,7 +22,7 @@ import numpy as np
 
 from ganport.budget import require_within_budget
 from ganport.contract import KERAS_SUFFIXES
-from ganport.errors import ModelError, RuntimeUnavailableError
+from ganport.errors import ModelError, RuntimeUnavailableError, reason_of
 from ganport.files import file_problem
 from ganport.host import DEVICES
 from ganport.parity import Accumulation
@@ -103,8 +103,7 @@ def load(path: str | Path) -> Any:
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception as error:  # protobuf's DecodeError, onnx's own errors, RecursionError on nested messages
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        raise ModelError(f"{path} is not a readable ONNX model ({reason}); {_ADVICE}.") from None
+        raise ModelError(f"{path} is not a readable ONNX model ({reason_of(error)}); {_ADVICE}.") from None
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{path} holds no ONNX graph (is it empty, or another kind of file?); {_ADVICE}.")
     external = [item.name for item in proto.graph.initializer if item.data_location == onnx.TensorProto.EXTERNAL]

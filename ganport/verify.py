@@ -30,7 +30,7 @@ import numpy as np
 from ganport import onnx_io
 from ganport.budget import memory_budget, require_within_budget
 from ganport.contract import LABEL_INPUT, ROLES, describe, role_from_shapes, role_named_by
-from ganport.errors import GanportError, UsageError
+from ganport.errors import GanportError, UsageError, reason_of
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, WEIGHTS, weight_digests
 from ganport.files import file_problem, size_text
 from ganport.host import describe_provenance
@@ -225,9 +225,9 @@ def read_vectors(path: Path) -> VectorFile:
             predictions = {name: _array(archive, "predictions", name) for name in _names(archive, "outputs")}
             records = {name: _record(archive, name) for name in _RECORDS}
     except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError) as error:
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise VerifyError(
-            f"{path} is not a ganport test-vector file ({reason}); re-export with `ganport export --format h5`."
+            f"{path} is not a ganport test-vector file ({reason_of(error)}); re-export with "
+            "`ganport export --format h5`."
         ) from None
     batches = {len(array) for array in [*inputs.values(), *predictions.values()]}
     if len(batches) != 1 or batches == {0}:

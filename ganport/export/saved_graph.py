@@ -23,7 +23,7 @@ import ganport
 from ganport import onnx_io
 from ganport.budget import require_within_budget
 from ganport.contract import role_from_shapes
-from ganport.errors import ModelError, UsageError
+from ganport.errors import ModelError, UsageError, reason_of
 from ganport.export.job import ExportedFile, ExportOptions
 from ganport.export.sources import ACTIVATION_COPIES, CHECK_SIDE
 from ganport.export.vectors import PARITY, PROVENANCE, TEST_VECTORS_SUFFIX, save_test_vectors, vector_arrays
@@ -93,8 +93,8 @@ def require_pure_graph(folder: Path, trust_code: bool) -> None:
         )
 
 
-def _serving_signature(folder: Path) -> Any:
-    """The SavedModel's serving function, with the loaded object it reads its variables from kept alive."""
+def _serving_signature(folder: Path) -> tuple[Any, Any]:
+    """The loaded SavedModel and its serving function (which reads its variables from the loaded object: keep both)."""
     import tensorflow as tf
 
     try:
@@ -106,9 +106,8 @@ def _serving_signature(folder: Path) -> Any:
             "nothing to convert; save the Keras model with model.save(), or the module with a serving signature."
         ) from None
     except Exception as error:  # TensorFlow's own errors for a SavedModel it cannot restore
-        raise ModelError(f"Cannot load {folder} with TensorFlow ({' '.join(str(error).split())[:300]}).") from None
-    signature.loaded = loaded  # a concrete function holds its variables weakly: keep their owner with it
-    return signature
+        raise ModelError(f"Cannot load {folder} with TensorFlow ({reason_of(error, 300)}).") from None
+    return loaded, signature
 
 
 def write_signature(
@@ -131,7 +130,7 @@ def write_signature(
             "model.save() for the other formats."
         )
     require_pure_graph(folder, trust_code)
-    signature = _serving_signature(folder)
+    _loaded, signature = _serving_signature(folder)  # _loaded kept alive: the signature reads its variables
     specs = dict(sorted(signature.structured_input_signature[1].items()))
     inputs = _fixed_inputs(specs, options.input_sizes)
     reference = {name: np.asarray(value) for name, value in signature(**inputs).items()}

@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf2onnx
 
 from ganport import onnx_io
-from ganport.errors import ModelError
+from ganport.errors import ModelError, reason_of
 from ganport.export.fold import fold_batch_norm
 from ganport.export.graph import build
 from ganport.export.job import ExportedFile, Job
@@ -128,9 +128,9 @@ def convert_function(
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        reason = " ".join(str(error).split())[:MAX_REASON]
         raise ModelError(
-            f"tf2onnx wrote an ONNX graph that onnx's checker rejects ({reason}); nothing was written."
+            f"tf2onnx wrote an ONNX graph that onnx's checker rejects ({reason_of(error, MAX_REASON)}); nothing was "
+            "written."
         ) from None
     return proto
 

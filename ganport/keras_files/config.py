@@ -20,7 +20,7 @@ from typing import Any
 
 import h5py
 
-from ganport.errors import ModelError
+from ganport.errors import ModelError, reason_of
 from ganport.files import size_text
 
 # A Keras config is kilobytes; one that would inflate beyond this is damaged or hostile (a zip bomb).
@@ -128,14 +128,16 @@ def require_layer_lists(config: dict, source: str) -> None:
         else:
             continue
         raise ModelError(
-            f"{source}: model {_name(item)!r} does not list its layers as objects (found {found}); the file is "
-            "damaged or was not written by Keras."
+            f"{source}: model {layer_name(item) or '?'!r} does not list its layers as objects (found {found}); the "
+            "file is damaged or was not written by Keras."
         )
 
 
-def _name(item: dict) -> str:
+def layer_name(item: dict) -> str | None:
+    """The name a serialized layer or model's config gives it, as text; None where it gives none."""
     inner = item.get("config")
-    return str(inner.get("name", "?")) if isinstance(inner, dict) else "?"
+    name = inner.get("name") if isinstance(inner, dict) else None
+    return None if name is None else str(name)
 
 
 def read_config(path: Path) -> dict:
@@ -155,7 +157,8 @@ def read_config(path: Path) -> dict:
                 raise ModelError(_too_large(path, "model_config attribute", size))
             text = archive.attrs["model_config"]
     except (OSError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as error:
-        raise ModelError(f"{path}: its model config cannot be read ({_reason(error)}); is the file damaged?") from None
+        reason = reason_of(error)
+        raise ModelError(f"{path}: its model config cannot be read ({reason}); is the file damaged?") from None
     return parse(text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text), str(path))
 
 
@@ -184,10 +187,6 @@ def _too_large(path: Path, what: str, size: int, verb: str = "would take") -> st
         f"{path}: its {what} {verb} {size_text(size)} (a Keras config is kilobytes), so the file is damaged or "
         "hostile; it was not read."
     )
-
-
-def _reason(error: BaseException) -> str:
-    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def saved_keras_version(path: Path) -> str:
@@ -220,7 +219,7 @@ def saved_model_objects(folder: Path) -> list[dict]:
     try:
         metadata.ParseFromString(metadata_file.read_bytes())
     except Exception as error:  # protobuf's DecodeError, or a RecursionError on nested messages
-        raise ModelError(f"{metadata_file} cannot be read ({_reason(error)}); the SavedModel is damaged.") from None
+        raise ModelError(f"{metadata_file} cannot be read ({reason_of(error)}); the SavedModel is damaged.") from None
     found = []
     for node in metadata.nodes:
         source = f"{folder} ({node.node_path or 'an object'} in {KERAS_METADATA})"

@@ -25,6 +25,7 @@ from ganport.contract import KERAS_SUFFIXES, Role, require_role
 from ganport.errors import GanportError, ModelError, UsageError
 from ganport.files import file_problem
 from ganport.keras_files.config import (
+    layer_name,
     model_layers,
     read_architecture_text,
     read_config,
@@ -239,7 +240,7 @@ def _config_input_shapes(config: dict) -> list[list] | None:
     entries = inner.get("input_layers") if isinstance(inner, dict) else None
     if not isinstance(entries, list):
         return None
-    by_name = {_layer_name(layer): layer for layer in layers}
+    by_name = {layer_name(layer): layer for layer in layers}
     shapes = []
     for entry in entries:
         name = entry[0] if isinstance(entry, list) and entry else entry
@@ -248,11 +249,6 @@ def _config_input_shapes(config: dict) -> list[list] | None:
             return None
         shapes.extend(shape)
     return shapes or None
-
-
-def _layer_name(layer: dict) -> str | None:
-    inner = layer.get("config")
-    return inner.get("name") if isinstance(inner, dict) else None
 
 
 def _declared_shape(layer: dict) -> list[list] | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ganport.errors import ModelError
-from ganport.keras_files.config import objects
+from ganport.keras_files.config import layer_name, objects
 from ganport.tf_ops import ALLOWED, TF_FUNCTIONS, is_python_lambda, resolve, stored_op
 
 KERAS_PACKAGES = ("keras", "tf_keras")
@@ -100,7 +100,7 @@ def require_safe(source: str | Path, config: Any, trust_code: bool, provided: Co
     for key, item, owner in objects(config):
         if "class_name" not in item:
             continue
-        name = _layer_name(item) or owner or "?"
+        name = layer_name(item) or owner or "?"
         op = stored_op(item)
         if op is not None and op[1] not in ALLOWED:
             raise ModelError(
@@ -130,11 +130,6 @@ def require_safe(source: str | Path, config: Any, trust_code: bool, provided: Co
                 f"{source} uses the custom layer class {class_name}, whose code is not in the file (it names module "
                 f"{module}, which loading would import): pass the Python file that defines it with --custom-objects."
             )
-
-
-def _layer_name(item: dict) -> str:
-    config = item.get("config")
-    return str(config.get("name", "")) if isinstance(config, dict) else ""
 
 
 def revived_layers(model: Any) -> list[Any]:
