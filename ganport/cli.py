@@ -220,6 +220,38 @@ RUN_SETTINGS = {
 }
 
 
+# train's options whose help takes more than a line.
+IterationsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help=f"Iterations to train to. Default: the authors' schedule ({SCHEDULES}); with --resume, the run's."
+    ),
+]
+SaveIntervalOption = Annotated[
+    int, typer.Option(min=1, help="Write a sample grid (one row per digit if conditional) every N iterations.")
+]
+XlaOption = Annotated[
+    bool | None,
+    typer.Option(help=f"Compile the training step with XLA. Default: on, except for {NO_XLA} (faster without)."),
+]
+PretrainOption = Annotated[
+    int, typer.Option(min=0, help="Discriminator-only updates (real vs untrained fakes) before iteration 1.")
+]
+ResumeOption = Annotated[
+    bool, typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings.")
+]
+TrainPrecisionOption = Annotated[
+    _choice(TRAIN_PRECISIONS),
+    typer.Option(
+        help="bf16: bfloat16 mixed precision (float32 weights), opt-in, for CPUs with AVX512_BF16 or AMX and GPUs; "
+        "saved models stay float32."
+    ),
+]
+TrainDeviceOption = Annotated[
+    _choice(DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
+]
+
+
 @app.command()
 def train(
     context: typer.Context,
@@ -229,19 +261,11 @@ def train(
     ] = DEFAULTS.model,
     dataset: Annotated[_choice(DATASETS), typer.Option(help="Dataset to train on.")] = DEFAULTS.dataset,
     data: Annotated[Path | None, typer.Option(help="IDX folder or Keras-layout .npz instead of --dataset.")] = None,
-    iterations: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help=f"Iterations to train to. Default: the authors' schedule ({SCHEDULES}); with --resume, the run's.",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(min=2, help="Batch size (half real, half fake for D).")
-    ] = DEFAULTS.batch_size,
-    save_interval: Annotated[
-        int, typer.Option(min=1, help="Write a sample grid (one row per digit if conditional) every N iterations.")
-    ] = DEFAULTS.save_interval,
+    iterations: IterationsOption = None,
+    batch_size: Annotated[int, typer.Option(min=2, help="Batch size (half real, half fake for D).")] = (
+        DEFAULTS.batch_size
+    ),
+    save_interval: SaveIntervalOption = DEFAULTS.save_interval,
     checkpoint_interval: Annotated[
         int, typer.Option(min=1, help="Checkpoint every N iterations.")
     ] = DEFAULTS.checkpoint_interval,
@@ -249,34 +273,18 @@ def train(
     beta1: Annotated[float, typer.Option(help="Adam beta_1.")] = DEFAULTS.beta_1,
     latent_dim: Annotated[int, typer.Option(min=1, help="Size of the generator's noise input.")] = DEFAULTS.latent_dim,
     seed: SeedOption = DEFAULTS.seed,
-    xla: Annotated[
-        bool | None,
-        typer.Option(help=f"Compile the training step with XLA. Default: on, except for {NO_XLA} (faster without)."),
-    ] = None,
-    ema: Annotated[
-        float, typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); 0: off.")
-    ] = DEFAULTS.ema_decay,
-    label_smoothing: Annotated[
-        float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")
-    ] = DEFAULTS.label_smoothing,
-    pretrain_discriminator: Annotated[
-        int, typer.Option(min=0, help="Discriminator-only updates (real vs untrained fakes) before iteration 1.")
-    ] = DEFAULTS.pretrain_discriminator,
+    xla: XlaOption = None,
+    ema: Annotated[float, typer.Option(help="Keep an EMA of the generator with this decay (e.g. 0.999); 0: off.")] = (
+        DEFAULTS.ema_decay
+    ),
+    label_smoothing: Annotated[float, typer.Option(help="One-sided: real label 1 - this (e.g. 0.1).")] = (
+        DEFAULTS.label_smoothing
+    ),
+    pretrain_discriminator: PretrainOption = DEFAULTS.pretrain_discriminator,
     out: Annotated[Path | None, typer.Option(help="Run folder [default: runs/<timestamp>].")] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(help="Continue the run in --out from its last complete checkpoint, with its saved settings."),
-    ] = False,
-    precision: Annotated[
-        _choice(TRAIN_PRECISIONS),
-        typer.Option(
-            help="bf16: bfloat16 mixed precision (float32 weights), opt-in, for CPUs with AVX512_BF16 or AMX and GPUs; "
-            "saved models stay float32."
-        ),
-    ] = DEFAULTS.precision,
-    device: Annotated[
-        _choice(DEVICES), typer.Option(help="auto: a GPU when TensorFlow sees one; cuda never falls back.")
-    ] = DEVICES[0],
+    resume: ResumeOption = False,
+    precision: TrainPrecisionOption = DEFAULTS.precision,
+    device: TrainDeviceOption = DEVICES[0],
 ) -> None:
     """Train the lecture's GAN, DCGAN or the conditional GAN on real MNIST: progress, grids, checkpoints, resume.
 
@@ -285,31 +293,12 @@ def train(
     with reported_errors():
         if resume and out is None:
             raise UsageError("--resume needs --out RUN_FOLDER, the run to continue.")
-        config = None
-        if not resume:
-            config = TrainConfig(
-                model=model,
-                dataset=dataset,
-                data_path=None if data is None else str(data),
-                iterations=iterations,
-                batch_size=batch_size,
-                save_interval=save_interval,
-                checkpoint_interval=checkpoint_interval,
-                learning_rate=learning_rate,
-                beta_1=beta1,
-                latent_dim=latent_dim,
-                seed=seed,
-                jit_compile=xla,
-                ema_decay=ema,
-                label_smoothing=label_smoothing,
-                pretrain_discriminator=pretrain_discriminator,
-                precision=precision,
-            )
+        # a TrainConfig field per option: all of them for a new run, those given on the command line for a resume
+        settings = {field: _run_setting(name, context.params[name]) for name, field in RUN_SETTINGS.items()}
         given = {
-            field: str(value) if name == "data" and value is not None else value
-            for name, field in RUN_SETTINGS.items()
+            RUN_SETTINGS[name]: settings[RUN_SETTINGS[name]]
+            for name in RUN_SETTINGS
             if getattr(context.get_parameter_source(name), "name", "") == "COMMANDLINE"  # typer vendors click
-            for value in [context.params[name]]
         }
         import_tensorflow_quietly()
         from ganport import train as training
@@ -317,39 +306,61 @@ def train(
         with filtered_native_stderr():  # grappler's C++ messages about fusions it skips are not the user's problem
             result = (
                 training.resume(out, iterations, console=console, device=device, settings=given)
-                if config is None
-                else training.train(config, out, console=console, device=device)
+                if resume
+                else training.train(TrainConfig(iterations=iterations, **settings), out, console=console, device=device)
             )
         console.print(f"run folder: {result.run_dir} (iteration {result.iteration}, {result.seconds:.0f} s)")
         if result.exit_code:
             raise typer.Exit(result.exit_code)
 
 
+def _run_setting(name: str, value: Any) -> Any:
+    """An option's value as its TrainConfig field holds it (a data path as text, so that run.json can hold it)."""
+    return str(value) if name == "data" and value is not None else value
+
+
+# export's options whose help takes more than a line.
+ExportSourceArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="A run folder, a .keras/.h5 model file or an architecture .json (its weights beside it); for "
+        + " or ".join(f"--format {name}" for name, item in FORMATS.items() if item.takes_onnx)
+        + " also an .onnx file or a folder of generator*.onnx (a shipped model's)."
+    ),
+]
+FormatOption = Annotated[
+    _choice(FORMATS),
+    typer.Option("--format", "-f", help="; ".join(f"{item.name}: {item.summary}" for item in FORMATS.values()) + "."),
+]
+ExportPrecisionOption = Annotated[
+    _choice(PRECISIONS),
+    typer.Option(
+        help="ONNX and Triton: " + "; ".join(f"{item.name}: {item.summary}" for item in PRECISIONS.values()) + "."
+    ),
+]
+InputShapeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="For a model that takes any height and width: the sizes to check it at and to write a DL4J file "
+        "for, as H,W [default: checks at 64x64 and 96x80; no DL4J file].",
+        show_default=False,
+    ),
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        help="Replace files that exist already (a model file and its test vectors; for Triton, version 1 and "
+        "config.pbtxt, while other versions and files stay); without it an export never replaces a file."
+    ),
+]
+
+
 @app.command()
 def export(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="A run folder, a .keras/.h5 model file or an architecture .json (its weights beside it); for "
-            + " or ".join(f"--format {name}" for name, item in FORMATS.items() if item.takes_onnx)
-            + " also an .onnx file or a folder of generator*.onnx (a shipped model's)."
-        ),
-    ],
-    format: Annotated[
-        _choice(FORMATS),
-        typer.Option(
-            "--format",
-            "-f",
-            help="; ".join(f"{item.name}: {item.summary}" for item in FORMATS.values()) + ".",
-        ),
-    ] = DEFAULT_FORMAT,
+    source: ExportSourceArgument,
+    format: FormatOption = DEFAULT_FORMAT,
     out: Annotated[Path | None, typer.Option(help="Output folder, or file when one model is exported.")] = None,
-    precision: Annotated[
-        _choice(PRECISIONS),
-        typer.Option(
-            help="ONNX and Triton: " + "; ".join(f"{item.name}: {item.summary}" for item in PRECISIONS.values()) + ".",
-        ),
-    ] = FULL_PRECISION,
+    precision: ExportPrecisionOption = FULL_PRECISION,
     fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
     force: Annotated[bool, typer.Option(help="Write an fp16/int8 variant even if it fails the quality gate.")] = False,
     gpu: Annotated[
@@ -358,21 +369,8 @@ def export(
     weights: WeightsOption = None,
     custom_objects: CustomObjectsOption = None,
     trust_code: TrustCodeOption = False,
-    input_shape: Annotated[
-        str | None,
-        typer.Option(
-            help="For a model that takes any height and width: the sizes to check it at and to write a DL4J file "
-            "for, as H,W [default: checks at 64x64 and 96x80; no DL4J file].",
-            show_default=False,
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace files that exist already (a model file and its test vectors; for Triton, version 1 and "
-            "config.pbtxt, while other versions and files stay); without it an export never replaces a file."
-        ),
-    ] = False,
+    input_shape: InputShapeOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export, then validate each written file against the Keras model (fp32: within ganport's float32 rule,
     docs/verify.md: Parity; fp16 and int8: quality-gated)."""
@@ -617,8 +615,6 @@ def inspect(
         import_tensorflow_quietly()
         import json
 
-        from rich.table import Table
-
         from ganport.compatibility import inspect_model
         from ganport.keras_files.load import LoadOptions
 
@@ -628,28 +624,7 @@ def inspect(
         if as_json:
             print(json.dumps(report.as_dict(), indent=2))
         else:
-            signature = ", ".join(f"{item['name']} {item['shape']} {item['dtype']}" for item in report.inputs)
-            table = Table(
-                title=f"{model}: {report.role or 'not exportable'} ({signature} -> {', '.join(report.outputs)})"
-            )
-            for column in ("layer", "class", "output shape", "params", "ONNX", "DL4J", "Keras 3 file"):
-                table.add_column(column, justify="right" if column == "params" else "left")
-            for layer in report.layers:
-                dl4j = (
-                    "no: " + layer.dl4j_problem
-                    if layer.dl4j_problem
-                    else "yes" + (f" ({layer.dl4j_rewrite})" if layer.dl4j_rewrite else "")
-                )
-                table.add_row(
-                    layer.name,
-                    layer.kind,
-                    str(layer.output_shape),
-                    str(layer.parameters),
-                    "no: " + escape(layer.supported) if layer.supported else "yes",
-                    escape(dl4j),
-                    "no: " + escape(layer.not_keras) if layer.not_keras else ("yes" if not layer.supported else "no"),
-                )
-            print_table(table)
+            print_table(_report_table(report))
             for name in wanted:
                 reasons = report.verdicts[name]
                 verdict = "ok" if not reasons else "cannot be written: " + "; ".join(reasons)
@@ -660,6 +635,21 @@ def inspect(
                 f"{model} cannot be exported to {', '.join(blocked)}: "
                 + "; ".join(dict.fromkeys(reason for name in blocked for reason in report.verdicts[name]))
             )
+
+
+def _report_table(report: Any) -> Any:
+    """inspect's table: a row per layer with each target's cell."""
+    from rich.table import Table
+
+    signature = ", ".join(f"{item['name']} {item['shape']} {item['dtype']}" for item in report.inputs)
+    role = report.role or "not exportable"
+    table = Table(title=f"{report.model}: {role} ({signature} -> {', '.join(report.outputs)})")
+    for column in ("layer", "class", "output shape", "params", "ONNX", "DL4J", "Keras 3 file"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for layer in report.layers:
+        cells = (layer.onnx, layer.dl4j, layer.keras)
+        table.add_row(layer.name, layer.kind, str(layer.output_shape), str(layer.parameters), *map(escape, cells))
+    return table
 
 
 @app.command("eval")

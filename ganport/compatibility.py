@@ -24,10 +24,10 @@ class LayerReport:
     kind: str
     output_shape: list
     parameters: int
-    supported: str  # "" when the registry converts it, else why not (every format)
-    dl4j_problem: str  # "" when DL4J imports it with the same numbers
-    dl4j_rewrite: str  # what ganport writes so DL4J reads it right
-    not_keras: str = ""  # why a .keras file cannot hold it ("" when it can)
+    # What each target makes of the layer, as layers.verdicts renders it: "yes", "yes (how)" or "no: why".
+    onnx: str
+    dl4j: str
+    keras: str
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,9 @@ def inspect_model(
 ) -> Report:
     """Report on the model file at `path` (`load`: what it needs from its user, as export takes it), layer by layer,
     with one verdict per export format."""
-    from ganport.export.graph import read_graph, read_layer, trace
-    from ganport.export.layers import keras_file_problems
+    from ganport.export.graph import Graph, read_graph, trace
+    from ganport.export.layers.verdicts import dl4j_problems, refusals
     from ganport.export.sources import source_model
-    from ganport.export.to_h5 import dl4j_input_problems, dl4j_problems
     from ganport.keras_files.load import load_model_file
 
     path = Path(path)
@@ -65,32 +64,25 @@ def inspect_model(
     except ModelError as error:
         inputs, traced = [], []
         everywhere.append(str(error))
-    specs = {}
-    for item in traced:
-        try:
-            specs[item.name] = read_layer(item)
-        except UnsupportedLayerError as error:
-            specs[item.name] = error
-    read = [spec for spec in specs.values() if not isinstance(spec, UnsupportedLayerError)]
-    # DL4J's verdict depends on where a layer is (a trailing Reshape is written flat): judged on the whole graph
-    problems = dl4j_problems(read_graph(model)) if read and len(read) == len(specs) else {}
-    layers = [_layer_report(item, specs[item.name], problems) for item in traced]
-    everywhere += [f"{layer.name}: {layer.supported}" for layer in layers if layer.supported]
+    specs = {item.name: _read(item) for item in traced}
+    everywhere += [f"{name}: {spec}" for name, spec in specs.items() if isinstance(spec, UnsupportedLayerError)]
+    graph: Graph | None = read_graph(model) if not everywhere else None
     role, input_names, output_names = "", [spec.name for spec in inputs], []
-    if not everywhere:
+    if graph is not None:
         try:
             source = source_model(model, path.stem, path)
             role, input_names, output_names = source.role.name, source.input_names, list(source.output_names)
-            inputs = list(source.graph.inputs)
+            graph = source.graph
+            inputs = list(graph.inputs)
         except GanportError as error:
             everywhere.append(str(error))
-    dl4j = [f"{layer.name}: {layer.dl4j_problem}" for layer in layers if layer.dl4j_problem and not layer.supported]
-    # a layer the graph reader added (an activation a layer held) has no row of its own
-    dl4j += [f"{name}: {problem}" for name, (_, problem) in problems.items() if name not in specs]
-    dl4j += dl4j_input_problems(inputs)
-    keras_only = keras_file_problems(read)
+    targets = {target: refusals(graph, target) if graph is not None else [] for target in ("dl4j", "keras")}
+    # DL4J's verdict on a layer depends on where it sits (a trailing Reshape is written flat): judged on the graph
+    dl4j_layers = dl4j_problems(graph) if graph is not None else None
     verdicts = {
-        name: everywhere + (dl4j if fmt.for_dl4j else []) + (keras_only if fmt.keras_layers_only else [])
+        name: everywhere
+        + (targets["dl4j"] if fmt.for_dl4j else [])
+        + (targets["keras"] if fmt.keras_layers_only else [])
         for name, fmt in FORMATS.items()
     }
     return Report(
@@ -101,24 +93,40 @@ def inspect_model(
             for name, spec in zip(input_names, inputs, strict=True)
         ],
         output_names,
-        layers,
+        [_layer_report(item, specs[item.name], dl4j_layers) for item in traced],
         verdicts,
     )
 
 
-def _layer_report(item: Any, spec: Any, problems: dict[str, tuple[str, str]]) -> LayerReport:
-    """One layer's row: what the registry reads of it, and DL4J's verdict on it where it sits in the graph."""
-    from ganport.export.layers import converter
+def _read(item: Any) -> Any:
+    """A traced layer through the registry: its LayerSpec, or why the registry cannot read it."""
+    from ganport.export.graph import read_layer
 
-    if isinstance(spec, UnsupportedLayerError):
-        supported = problem = str(spec)
-        rewrite = not_keras = ""
-    else:
-        entry = converter(spec.kind)
-        supported, rewrite, not_keras = "", entry.dl4j_rewrite, entry.not_keras
-        problem = problems.get(item.name, ("", ""))[1]
+    try:
+        return read_layer(item)
+    except UnsupportedLayerError as error:
+        return error
+
+
+def _layer_report(item: Any, spec: Any, dl4j_layers: dict[str, tuple[str, str]] | None) -> LayerReport:
+    """One layer's row: each target's cell, rendered by layers.verdicts; `dl4j_layers` holds DL4J's problems on the
+    whole graph where it could be read."""
+    from ganport.export.layers import converter
+    from ganport.export.layers.verdicts import cell
+
     layer = item.layer
     shape = [None, *layer.output.shape[1:]]
-    return LayerReport(
-        item.name, type(layer).__name__, shape, int(layer.count_params()), supported, problem, rewrite, not_keras
-    )
+    if isinstance(spec, UnsupportedLayerError):
+        cells = [cell(str(spec))] * 3
+    else:
+        entry = converter(spec.kind)
+        if dl4j_layers is None:
+            dl4j = entry.dl4j.verdict(spec.options)
+        else:
+            dl4j = dl4j_layers[item.name][1] if item.name in dl4j_layers else None
+        cells = [
+            cell(entry.onnx.verdict(spec.options), entry.onnx.note),
+            cell(dl4j, entry.dl4j.note),
+            cell(entry.keras.verdict(spec.options), entry.keras.note),
+        ]
+    return LayerReport(item.name, type(layer).__name__, shape, int(layer.count_params()), *cells)

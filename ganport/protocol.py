@@ -12,28 +12,35 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
-# The protocol's datatypes: (V2 name, numpy dtype, onnxruntime's type string); Triton's config says TYPE_<name>.
-_TYPES = (
-    ("BOOL", np.bool_, "tensor(bool)"),
-    ("UINT8", np.uint8, "tensor(uint8)"),
-    ("UINT16", np.uint16, "tensor(uint16)"),
-    ("UINT32", np.uint32, "tensor(uint32)"),
-    ("UINT64", np.uint64, "tensor(uint64)"),
-    ("INT8", np.int8, "tensor(int8)"),
-    ("INT16", np.int16, "tensor(int16)"),
-    ("INT32", np.int32, "tensor(int32)"),
-    ("INT64", np.int64, "tensor(int64)"),
-    ("FP16", np.float16, "tensor(float16)"),
-    ("FP32", np.float32, "tensor(float)"),
-    ("FP64", np.float64, "tensor(double)"),
-)
-DATATYPES: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype, _ in _TYPES}
-ONNX_TYPES: dict[str, str] = {onnx_type: name for name, _, onnx_type in _TYPES}
+from ganport.errors import ModelError
+from ganport.onnx_io import ELEMENT_TYPES, signature
+
+if TYPE_CHECKING:
+    from ganport.onnx_io import Tensor
+
+# The protocol's datatype for each onnxruntime element type ganport reads (onnx_io.ELEMENT_TYPES holds their numpy
+# types); Triton's config says TYPE_<name>.
+_V2_NAMES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+}
+DATATYPES: dict[str, np.dtype] = {name: np.dtype(ELEMENT_TYPES[onnx_type]) for onnx_type, name in _V2_NAMES.items()}
 # The header that says how much of a body is JSON; the rest is binary tensor data (Triton's extension).
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_TYPE = "application/json"
@@ -68,13 +75,21 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
     @classmethod
-    def of_onnx(cls, name: str, onnx_type: str, shape: Sequence[int | str | None]) -> TensorSpec:
-        """An ONNX tensor (onnx_io.signature) in the protocol's terms: -1 for each dynamic axis, named or not."""
-        return cls(
-            name,
-            datatype_of_onnx(onnx_type),
-            tuple(side if isinstance(side, int) and side > 0 else -1 for side in shape),
-        )
+    def of_onnx(cls, tensor: Tensor) -> TensorSpec:
+        """An ONNX tensor in the protocol's terms: -1 for each dynamic axis, named or not."""
+        if tensor.type not in _V2_NAMES:
+            raise ProtocolError(f"{tensor.name} holds {tensor.type}; supported: {', '.join(_V2_NAMES)}.")
+        return cls(tensor.name, _V2_NAMES[tensor.type], tuple(-1 if side is None else side for side in tensor.fixed))
+
+
+def onnx_signature(source: Any, path: Path, purpose: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs of an ONNX model (a ModelProto or a session, as onnx_io.signature reads them) in the
+    protocol's terms; a tensor the protocol cannot carry is one ModelError: "`path` cannot be `purpose`: why"."""
+    try:
+        inputs, outputs = ([TensorSpec.of_onnx(tensor) for tensor in tensors] for tensors in signature(source))
+    except ProtocolError as error:
+        raise ModelError(f"{path} cannot be {purpose}: {error}") from None
+    return inputs, outputs
 
 
 @dataclass
@@ -89,12 +104,6 @@ class InferRequest:
     @property
     def rows(self) -> int:
         return len(next(iter(self.inputs.values())))
-
-
-def datatype_of_onnx(onnx_type: str) -> str:
-    if onnx_type not in ONNX_TYPES:
-        raise ProtocolError(f"Tensors of {onnx_type} cannot be served; supported: {', '.join(ONNX_TYPES)}.")
-    return ONNX_TYPES[onnx_type]
 
 
 def decode_request(

@@ -130,10 +130,10 @@ class JvmMemory:
 JVM_RUNTIMES = {"dl4j": ".h5", "onnx": ".onnx"}
 
 
-def run_java_check(folder: Path, runtime: str = "dl4j", atol: float = ATOL, log: Callable[[str], None] = print) -> dict:
+def run_java_check(folder: Path, runtime: str = "dl4j", log: Callable[[str], None] = print) -> dict:
     """Run java-check's ParityCheck on a folder of exports through one JVM runtime (DL4J on the HDF5 files, ONNX
-    Runtime for Java on the ONNX files), within JvmMemory's caps; returns its JSON report (the numbers; ganport's
-    verdict is computed from them here)."""
+    Runtime for Java on the ONNX files), within JvmMemory's caps; returns its JSON report: numbers only (no tolerance
+    is given to it), which ganport's parity rule judges here."""
     classpath = build_java_check(log)
     memory = JvmMemory.from_budget()
     with tempfile.TemporaryDirectory() as scratch:
@@ -148,7 +148,6 @@ def run_java_check(folder: Path, runtime: str = "dl4j", atol: float = ATOL, log:
             runtime,
             str(folder),
             str(report_path),
-            repr(atol),
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         if not report_path.is_file():
@@ -346,7 +345,7 @@ def verify(
     reports: dict[str, dict[str, dict]] = {runtime: {} for runtime in JVM_RUNTIMES}
     for runtime, suffix in JVM_RUNTIMES.items() if jvm else ():
         if any(suffix in files for files in models.values()):
-            report = run_java_check(folder, runtime, ATOL if atol is None else atol, log)
+            report = run_java_check(folder, runtime, log)
             reports[runtime] = {result.get("model"): result for result in report.get("models", [])}
     comparisons: list[Comparison] = []
     for stem in stems:

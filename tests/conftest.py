@@ -54,23 +54,67 @@ def exported(short_run, tmp_path_factory) -> dict[str, list]:
     return {fmt: export(short_run, fmt, out, log=lambda line: None) for fmt in ("onnx", "h5", "keras")}
 
 
-@pytest.fixture(scope="session")
-def conversions(tmp_path_factory) -> dict:
-    """(model, way) -> {"source": path, "out": folder, format: ExportedFile}: every zoo model, saved the Keras 3 way
-    and the lecture's, exported in every format (one folder of exports per way)."""
-    import zoo
+class ZooExports:
+    """The zoo's models, each saved the Keras 3 way and the lecture's, and exported per format on first use (kept for
+    the session): `conversions[name, way]["source"]` is the saved file, `conversions[name, way][fmt]` its
+    ExportedFile, and a test that needs one model in one format builds only that."""
 
-    from ganport.export import export
+    FORMATS = ("onnx", "h5", "keras")
 
-    results = {}
-    for way, save in zoo.WAYS.items():
-        sources, out = tmp_path_factory.mktemp(f"{way}-sources"), tmp_path_factory.mktemp(f"{way}-exports")
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self._factory = factory
+        self._folders: dict[str, Path] = {}
+        self._made: dict[tuple, object] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> _ZooModel:
+        return _ZooModel(self, *key)
+
+    def _folder(self, name: str) -> Path:
+        if name not in self._folders:
+            self._folders[name] = self._factory.mktemp(name)
+        return self._folders[name]
+
+    def source(self, name: str, way: str) -> Path:
+        import zoo
+
+        if (name, way) not in self._made:
+            self._made[name, way] = zoo.WAYS[way](name, self._folder(f"{way}-sources"))
+        return self._made[name, way]
+
+    def exported(self, name: str, way: str, fmt: str) -> object:
+        from ganport.export import export
+
+        if (name, way, fmt) not in self._made:
+            (self._made[name, way, fmt],) = export(self.source(name, way), fmt, self.folder(way), log=lambda line: None)
+        return self._made[name, way, fmt]
+
+    def folder(self, way: str) -> Path:
+        """The folder every export of `way` is written to."""
+        return self._folder(f"{way}-exports")
+
+    def every_model(self, way: str) -> Path:
+        """`folder(way)` once it holds every zoo model in every format."""
+        import zoo
+
         for name in zoo.MODELS:
-            source = save(name, sources)
-            results[name, way] = {"source": source, "out": out}
-            for fmt in ("onnx", "h5", "keras"):
-                (results[name, way][fmt],) = export(source, fmt, out, log=lambda line: None)
-    return results
+            for fmt in self.FORMATS:
+                self.exported(name, way, fmt)
+        return self.folder(way)
+
+
+class _ZooModel:
+    def __init__(self, zoo_exports: ZooExports, name: str, way: str) -> None:
+        self._exports, self._name, self._way = zoo_exports, name, way
+
+    def __getitem__(self, key: str) -> object:
+        if key == "source":
+            return self._exports.source(self._name, self._way)
+        return self._exports.exported(self._name, self._way, key)
+
+
+@pytest.fixture(scope="session")
+def conversions(tmp_path_factory) -> ZooExports:
+    return ZooExports(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

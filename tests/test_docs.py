@@ -44,7 +44,7 @@ def test_the_command_line_reference_is_generated_from_the_typer_app(tmp_path):
 @pytest.mark.parametrize(
     ("marker", "module", "function"),
     [
-        ("layers", "ganport.export.layers", "markdown_table"),
+        ("layers", "ganport.export.layers.verdicts", "markdown_table"),
         ("sources", "ganport.keras_files.load", "sources_table"),
     ],
 )

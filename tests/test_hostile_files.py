@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -265,6 +266,35 @@ def test_damaged_onnx_files_are_one_line_everywhere(damaged_onnx, name, tmp_path
         vectors["inputs/z"] = np.zeros((2, 4), np.float32)
         vectors["predictions/image"] = np.zeros((2, 3), np.float32)
     assert_one_line_error(_invoke("verify", folder, "--no-jvm"), "generator.onnx")
+
+
+@pytest.mark.parametrize("element_type", ["STRING", "BFLOAT16"])
+def test_a_tensor_type_ganport_does_not_carry_is_one_line_everywhere(element_type, tmp_path):
+    """Strings and bfloat16 are not numbers ganport feeds or the protocol carries: every reader of an ONNX signature
+    (Triton's config, serve, sample, onnx_io.run) refuses them with the same kind of error."""
+    import onnx
+
+    from ganport import onnx_io
+    from ganport.errors import ModelError
+    from ganport.serve.served import ServedModel
+
+    tensor_type = getattr(onnx.TensorProto, element_type)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["text"], ["same"])],
+        "foreign",
+        [onnx.helper.make_tensor_value_info("text", tensor_type, ["batch", 1])],
+        [onnx.helper.make_tensor_value_info("same", tensor_type, ["batch", 1])],
+    )
+    path = tmp_path / "foreign.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8), path)
+    assert_one_line_error(_invoke("export", path, "--format", "triton", "--out", tmp_path / "repo"), str(path))
+    assert_one_line_error(_invoke("sample", path, "--out", tmp_path / "grid.png"), str(path))
+    held = re.escape(f"text holds tensor({element_type.lower()})")
+    with pytest.raises(ModelError, match=held if element_type == "STRING" else "foreign.onnx"):
+        ServedModel(path, "foreign")
+    if element_type == "STRING":  # onnxruntime has no CPU kernel for Identity on bfloat16: the session is refused
+        with pytest.raises(ModelError, match=held):
+            onnx_io.run(path, {"text": np.array([["a"]])})
 
 
 def test_a_zero_byte_checkpoint_list_is_rebuilt_on_resume(tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
-from ganport.export.layers import Builder, LayerSpec, activation_layer, converter, kind_of, supported_layers
+from ganport.export.layers import LayerSpec, activation_layer, converter, kind_of, supported_layers, unique_name
 from ganport.keras_files.community import unwrapped
 from ganport.parity import Accumulation
 
@@ -235,22 +235,16 @@ def read_graph(model: Any) -> Graph:
     return Graph(model.name, tuple(inputs), tuple(specs), tuple(renamed.get(name, name) for name in outputs))
 
 
-def unique_name(wanted: str, taken: set[str]) -> str:
-    """`wanted`, or it with underscores appended until no name in `taken` has it; the name is then taken."""
-    while wanted in taken:
-        wanted += "_"
-    taken.add(wanted)
-    return wanted
+def build(graph: Graph, module: ModuleType, target: str | None = None) -> Any:
+    """The graph as a model of `module` (keras or tf_keras): a flat Sequential for a chain, else functional; for a
+    `target` ("onnx"), each layer as that target's rule builds it where it names an equivalent it converts better."""
 
+    def built(spec: LayerSpec) -> Any:
+        entry = converter(spec.kind)
+        own = entry.target(target).build if target is not None else None
+        return (own or entry.build)(spec.options, spec.name, module)
 
-def build(graph: Graph, module: ModuleType, builders: dict[str, Builder] | None = None) -> Any:
-    """The graph as a model of `module` (keras or tf_keras): a flat Sequential for a chain, else functional.
-    `builders` replaces the registry's builder for some layer classes (an exporter's equivalent layer)."""
-    builders = builders or {}
-    layers = {
-        spec.name: builders.get(spec.kind, converter(spec.kind).build)(spec.options, spec.name, module)
-        for spec in graph.layers
-    }
+    layers = {spec.name: built(spec) for spec in graph.layers}
     if graph.is_chain:
         (source,) = graph.inputs
         model = module.Sequential(name=graph.name)

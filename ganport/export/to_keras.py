@@ -9,14 +9,14 @@ import keras
 
 from ganport.errors import UnsupportedLayerError
 from ganport.export.job import ExportedFile, Job
-from ganport.export.layers import keras_file_problems
+from ganport.export.layers.verdicts import refusals
 from ganport.files import atomic_path
 from ganport.keras_files.run import predict_all
 
 
 def write(job: Job) -> ExportedFile:
     item, target = job.item, job.target
-    foreign = keras_file_problems(item.graph.layers)
+    foreign = refusals(item.graph, "keras")
     if foreign:
         raise UnsupportedLayerError(
             f"{item.origin} cannot be written as a .keras file that reloads by itself: {'; '.join(foreign)}. "

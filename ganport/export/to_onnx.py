@@ -60,36 +60,6 @@ class _OneLineOptimizerFailure(logging.Filter):
 logging.getLogger("tf2onnx.optimizer").addFilter(_OneLineOptimizerFailure())
 
 
-class NearestResize(keras.layers.Layer):
-    """UpSampling2D(nearest) as an image resize: Keras 3 repeats rows and columns (Tile + Reshape in ONNX, in NHWC,
-    with a layout Transpose before each convolution that follows); a resize becomes one ONNX Resize that the
-    converter's Transpose optimiser moves the layout change through. Only traced for conversion, never saved."""
-
-    def __init__(self, size: tuple[int, int], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.size = size
-
-    def call(self, images: Any) -> Any:
-        if images.shape[1] is None or images.shape[2] is None:  # a model of dynamic size: the sizes come at run time
-            height_width = tf.shape(images)[1:3] * tf.constant(self.size, tf.int32)
-        else:
-            height_width = [images.shape[1] * self.size[0], images.shape[2] * self.size[1]]
-        # Asymmetric coordinates (source row = floor(row / factor)) repeat rows exactly as UpSampling2D does, and
-        # convert to a plain ONNX Resize (TF's half-pixel default needs a mode onnxruntime deprecates).
-        return tf.raw_ops.ResizeNearestNeighbor(
-            images=images, size=height_width, align_corners=False, half_pixel_centers=False
-        )
-
-
-ONNX_BUILDERS = {
-    "UpSampling2D": lambda options, name, module: (
-        NearestResize(options["size"], name=name)
-        if options["interpolation"] == "nearest"
-        else module.layers.UpSampling2D(name=name, **options)
-    )
-}
-
-
 def convert_source(model: Any, item: SourceModel, metadata: dict[str, str]) -> onnx.ModelProto:
     """Convert a rebuilt model of `item`: its named inputs (class labels as int64, ONNX's index type), its named
     outputs, all with a dynamic `batch` axis."""
@@ -170,7 +140,7 @@ def write_model(job: Job) -> ExportedFile:
     """Convert (BatchNorm folded unless asked not to), apply the precision, save, run on onnxruntime, compare."""
     item, options = job.item, job.options
     graph = fold_batch_norm(item.graph) if options.fold_batch_norm else item.graph
-    model = build(graph, keras, ONNX_BUILDERS)
+    model = build(graph, keras, target="onnx")
     info = {**export_metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
     fp32 = convert_source(model, item, info)
     precision = PRECISIONS[options.precision]

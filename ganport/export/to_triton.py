@@ -28,7 +28,7 @@ from ganport.export import to_onnx
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.files import exclusive, staged_entries
 from ganport.parity import ATOL, REFERENCE_BATCH, REFERENCE_SEED, compare_outputs, require_all
-from ganport.protocol import DATATYPES, MODEL_VERSION, ProtocolError, TensorSpec, triton_config
+from ganport.protocol import DATATYPES, MODEL_VERSION, TensorSpec, onnx_signature, triton_config
 
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.onnx"
@@ -123,13 +123,7 @@ def _fixed_inputs(inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
 
 def onnx_tensors(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """An ONNX file's inputs and outputs in the protocol's terms: datatype names, -1 for dynamic axes."""
-    try:
-        return tuple(  # type: ignore[return-value]
-            [TensorSpec.of_onnx(item.name, item.type, item.shape) for item in tensors]
-            for tensors in onnx_io.signature(onnx_io.load(path))
-        )
-    except ProtocolError as error:
-        raise ModelError(f"{path} cannot be a Triton model: {error}") from None
+    return onnx_signature(onnx_io.load(path), path, "a Triton model")
 
 
 def read_config(path: Path) -> model_config_pb2.ModelConfig:

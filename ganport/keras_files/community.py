@@ -33,7 +33,6 @@ _TRAINING_ONLY = tuple(
 def normalization_class(module: ModuleType) -> type:
     """The normalization layer of keras-contrib and TensorFlow Addons for `module` (keras or tf_keras): `groups`
     None is keras-contrib's math, a number (or -1, one per channel) TensorFlow Addons'."""
-    import tensorflow as tf
 
     class CommunityNormalization(module.layers.Layer):
         ganport_kind = "CommunityNormalization"
@@ -63,17 +62,7 @@ def normalization_class(module: ModuleType) -> type:
             self.built = True
 
         def call(self, inputs: Any) -> Any:
-            rank = len(inputs.shape)
-            if self.groups is None:  # keras-contrib
-                axes = [axis for axis in range(1, rank) if self.axis is None or axis != self.axis % rank]
-                mean, variance = tf.nn.moments(inputs, axes, keepdims=True)
-                normed = (inputs - mean) / (tf.sqrt(variance) + self.epsilon)
-            else:  # TensorFlow Addons, channels last
-                shape = tf.shape(inputs)
-                channels = int(inputs.shape[-1])
-                grouped = tf.reshape(inputs, tf.concat([shape[:-1], [self.groups, channels // self.groups]], 0))
-                mean, variance = tf.nn.moments(grouped, [*range(1, rank - 1), rank], keepdims=True)
-                normed = tf.reshape((grouped - mean) * tf.math.rsqrt(variance + self.epsilon), shape)
+            normed = _normalized(inputs, self.axis, self.epsilon, self.groups)
             if self.scale:
                 normed = normed * self.gamma
             if self.center:
@@ -94,6 +83,23 @@ def normalization_class(module: ModuleType) -> type:
             }
 
     return CommunityNormalization
+
+
+def _normalized(inputs: Any, axis: int | None, epsilon: float, groups: int | None) -> Any:
+    """`inputs` normalised as keras-contrib (`groups` None: over every axis but `axis`, epsilon added to the standard
+    deviation) or TensorFlow Addons (channels last, over each group of channels, epsilon added to the variance) do."""
+    import tensorflow as tf
+
+    rank = len(inputs.shape)
+    if groups is None:
+        axes = [index for index in range(1, rank) if axis is None or index != axis % rank]
+        mean, variance = tf.nn.moments(inputs, axes, keepdims=True)
+        return (inputs - mean) / (tf.sqrt(variance) + epsilon)
+    shape = tf.shape(inputs)
+    channels = int(inputs.shape[-1])
+    grouped = tf.reshape(inputs, tf.concat([shape[:-1], [groups, channels // groups]], 0))
+    mean, variance = tf.nn.moments(grouped, [*range(1, rank - 1), rank], keepdims=True)
+    return tf.reshape((grouped - mean) * tf.math.rsqrt(variance + epsilon), shape)
 
 
 @functools.cache

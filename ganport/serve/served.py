@@ -13,7 +13,7 @@ from ganport import onnx_io
 from ganport.contract import LABEL_INPUT
 from ganport.errors import ModelError, UsageError
 from ganport.onnx_io import open_session
-from ganport.protocol import MODEL_VERSION, ProtocolError, TensorSpec
+from ganport.protocol import MODEL_VERSION, ProtocolError, onnx_signature
 from ganport.runtime import Generator, require_classes
 
 
@@ -24,13 +24,7 @@ class ServedModel:
         self.path, self.name = Path(path), name
         self.session = open_session(self.path, device, threads, spinning=False)
         self.provider = self.session.get_providers()[0]
-        try:
-            self.inputs, self.outputs = (
-                [TensorSpec.of_onnx(item.name, item.type, item.shape) for item in tensors]
-                for tensors in onnx_io.signature(self.session)
-            )
-        except ProtocolError as error:
-            raise ModelError(f"{self.path} cannot be served: {error}") from None
+        self.inputs, self.outputs = onnx_signature(self.session, self.path, "served")
         fixed = [spec.name for spec in [*self.inputs, *self.outputs] if spec.shape[:1] != (-1,)]
         if fixed:
             raise ModelError(

@@ -26,17 +26,16 @@ import org.nd4j.shade.jackson.databind.SerializationFeature;
  * for Java, each ONNX file, outputs. The inputs are those stored beside the model (DL4J's end-to-end convention:
  * {@code NAME_inputs_and_outputs.h5} with groups inputs / predictions / activations).
  *
- * <p>Each model is held to the tolerance ganport stored with its test vectors (root attribute {@code parity}, key
- * {@code tolerance}: atol plus the model's float32 summation spread, see ganport/parity.py), or to ATOL for vectors
- * written before ganport stored one; an output's bound is the tolerance times max(1, max |Keras output|), a hidden
- * layer's the tolerance times its scale.
+ * <p>It reports numbers, not verdicts: {@code ganport verify} judges them by ganport's parity rule (ganport/parity.py,
+ * which also holds a deep model against a float64 truth this side does not have). Given a TOLERANCE, it also says
+ * whether each model is within it, as that rule's static form: an output within TOLERANCE times max(1, max |Keras
+ * output|), a hidden layer within TOLERANCE times its scale; it never picks a tolerance of its own.
  *
- * <p>Usage: {@code ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [ATOL]} (dl4j by default). Exit
- * code 0 when every model loads and agrees within its bound, 1 when any does not, 2 on bad arguments.
+ * <p>Usage: {@code ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [TOLERANCE]} (dl4j by default). Exit
+ * code 0 when every model was run and compared (and, with TOLERANCE, is within it), 1 otherwise, 2 on bad arguments.
  */
 public final class ParityCheck {
 
-    public static final double DEFAULT_ATOL = 1e-5;
     /** Relative differences are taken against max(|keras|, this floor), as ganport's Python side does. */
     public static final double RELATIVE_FLOOR = 1e-3;
     public static final String VECTORS_SUFFIX = "_inputs_and_outputs.h5";
@@ -50,20 +49,20 @@ public final class ParityCheck {
         public String file;
         /** dl4j or java onnxruntime. */
         public String runtime;
-        /** pass, fail, not-importable or error. */
+        /** compared, not-importable or error. */
         public String status;
         public String reason;
         public Double maxAbsDiff;
         public Double maxRelDiff;
-        /** The bound per unit of scale this model was judged by: its stored tolerance, or ATOL. */
-        public Double tolerance;
-        /** max(1, max |Keras output|): the output's bound is tolerance times this. */
+        /** With a TOLERANCE: whether the outputs and every layer are within it (null without one, or not compared). */
+        public Boolean withinTolerance;
+        /** max(1, max |Keras output|): an output's bound is a tolerance times this. */
         public Double outputScale;
         /** The largest difference over the per-layer activations (a hidden layer can be off while outputs agree). */
         public Double maxLayerAbsDiff;
         /**
-         * What the per-layer verdict uses: each layer's difference divided by its scale (the largest |activation| of
-         * that layer in Keras, at least 1), largest first at {@link #worstLayer}. Two correct float32 convolutions
+         * What ganport's per-layer rule uses: each layer's difference divided by its scale (the largest |activation|
+         * of that layer in Keras, at least 1), largest first at {@link #worstLayer}. Two correct float32 convolutions
          * summing 1152 products of values near 50 differ by ~1e-5; layers within [-1, 1] keep atol itself.
          */
         public Double maxLayerScaledDiff;
@@ -76,7 +75,7 @@ public final class ParityCheck {
         public List<Map<String, Object>> layers = new ArrayList<>();
 
         public boolean passed() {
-            return "pass".equals(status);
+            return "compared".equals(status) && !Boolean.FALSE.equals(withinTolerance);
         }
     }
 
@@ -84,7 +83,9 @@ public final class ParityCheck {
     public static final class Report {
         public String dl4jVersion = "1.0.0-M2.1";
         public String runtime;
-        public double atol;
+        /** The TOLERANCE given, or null: the report then holds numbers only. */
+        public Double tolerance;
+        /** Every model compared, and within the TOLERANCE where one was given. */
         public boolean passed;
         public List<ModelResult> models = new ArrayList<>();
     }
@@ -101,11 +102,11 @@ public final class ParityCheck {
             args = Arrays.copyOfRange(args, 2, args.length);
         }
         if (args.length < 2 || args.length > 3) {
-            System.err.println("usage: ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [ATOL]");
+            System.err.println("usage: ParityCheck [--runtime dl4j|onnx] MODELS_FOLDER REPORT.json [TOLERANCE]");
             System.exit(2);
         }
-        double atol = args.length == 3 ? Double.parseDouble(args[2]) : DEFAULT_ATOL;
-        Report report = check(new File(args[0]), atol, runtime);
+        Double tolerance = args.length == 3 ? Double.valueOf(args[2]) : null;
+        Report report = check(new File(args[0]), tolerance, runtime);
         write(report, new File(args[1]));
         for (ModelResult result : report.models) {
             System.out.println(summary(result));
@@ -118,24 +119,28 @@ public final class ParityCheck {
             return String.format("%s [%s]: %s (%s)", result.model, result.runtime, result.status, result.reason);
         }
         String layers = result.layers.isEmpty() ? "" : String.format(", layers max abs diff %.3g", result.maxLayerAbsDiff);
-        return String.format("%s [%s]: max abs diff %.3g, max rel diff %.3g%s, %s%s", result.model, result.runtime,
-                result.maxAbsDiff, result.maxRelDiff, layers, result.status,
+        String within = result.withinTolerance == null ? "" : result.withinTolerance ? ", within" : ", beyond";
+        return String.format("%s [%s]: max abs diff %.3g, max rel diff %.3g%s%s%s", result.model, result.runtime,
+                result.maxAbsDiff, result.maxRelDiff, layers, within,
                 result.reason == null ? "" : " (" + result.reason + ")");
     }
 
-    /** Check every HDF5 model in {@code folder} that has a test-vector file beside it with DL4J. */
-    public static Report check(File folder, double atol) throws IOException {
-        return check(folder, atol, GanModel.Runtime.DL4J);
+    /** Compare every HDF5 model in {@code folder} that has a test-vector file beside it, run by DL4J. */
+    public static Report check(File folder, Double tolerance) throws IOException {
+        return check(folder, tolerance, GanModel.Runtime.DL4J);
     }
 
-    /** Check every model file {@code runtime} runs in {@code folder} that has a test-vector file beside it. */
-    public static Report check(File folder, double atol, GanModel.Runtime runtime) throws IOException {
+    /**
+     * Compare every model file {@code runtime} runs in {@code folder} that has a test-vector file beside it; with a
+     * {@code tolerance} (null: none), also say whether each is within it.
+     */
+    public static Report check(File folder, Double tolerance, GanModel.Runtime runtime) throws IOException {
         if (!folder.isDirectory()) {
             throw new IOException(folder + " is not a folder of exported models");
         }
         Nd4j.setDefaultDataTypes(DataType.FLOAT, DataType.FLOAT);
         Report report = new Report();
-        report.atol = atol;
+        report.tolerance = tolerance;
         report.runtime = runtime.label();
         List<Path> models;
         try (Stream<Path> files = Files.list(folder.toPath())) {
@@ -147,7 +152,7 @@ public final class ParityCheck {
             String name = fileName.substring(0, fileName.length() - runtime.suffix.length());
             Path vectors = model.resolveSibling(name + VECTORS_SUFFIX);
             if (Files.isRegularFile(vectors)) {
-                report.models.add(checkModel(name, model.toFile(), vectors.toFile(), atol, runtime));
+                report.models.add(checkModel(name, model.toFile(), vectors.toFile(), tolerance, runtime));
             }
         }
         if (report.models.isEmpty()) {
@@ -158,7 +163,7 @@ public final class ParityCheck {
         return report;
     }
 
-    public static ModelResult checkModel(String name, File modelFile, File vectorsFile, double atol,
+    public static ModelResult checkModel(String name, File modelFile, File vectorsFile, Double tolerance,
             GanModel.Runtime runtime) {
         ModelResult result = new ModelResult();
         result.model = name;
@@ -184,8 +189,6 @@ public final class ParityCheck {
                 inputs.put(input, vectors.readDataSet(input, "inputs"));
             }
             List<String> outputNames = names(vectors, "outputs");
-            double tolerance = storedTolerance(vectors, atol);
-            result.tolerance = tolerance;
             double outputScale = 1.0;
             INDArray[] dl4jOutputs = network.outputs(inputs);
             if (dl4jOutputs.length != outputNames.size()) {
@@ -234,13 +237,9 @@ public final class ParityCheck {
                     result.worstLayer = (String) layer.get("name");
                 }
             }
-            double outputBound = tolerance * outputScale;
-            result.status = diff[0] <= outputBound && result.maxLayerScaledDiff <= tolerance ? "pass" : "fail";
-            if (diff[0] > outputBound) {
-                result.reason = String.format("max abs diff %.3g exceeds %.3g", diff[0], outputBound);
-            } else if (result.maxLayerScaledDiff > tolerance) {
-                result.reason = String.format("layer %s: max abs diff / scale %.3g exceeds %.3g", result.worstLayer,
-                        result.maxLayerScaledDiff, tolerance);
+            result.status = "compared";
+            if (tolerance != null) {
+                judge(result, tolerance);
             }
         } catch (Exception error) {
             result.status = "error";
@@ -252,6 +251,18 @@ public final class ParityCheck {
             result.reason = outOfMemory(error);
         }
         return result;
+    }
+
+    /** The static form of ganport's parity rule with the {@code tolerance} given: within it, or why not. */
+    private static void judge(ModelResult result, double tolerance) {
+        double outputBound = tolerance * result.outputScale;
+        result.withinTolerance = result.maxAbsDiff <= outputBound && result.maxLayerScaledDiff <= tolerance;
+        if (result.maxAbsDiff > outputBound) {
+            result.reason = String.format("max abs diff %.3g exceeds %.3g", result.maxAbsDiff, outputBound);
+        } else if (result.maxLayerScaledDiff > tolerance) {
+            result.reason = String.format("layer %s: max abs diff / scale %.3g exceeds %.3g", result.worstLayer,
+                    result.maxLayerScaledDiff, tolerance);
+        }
     }
 
     private static String outOfMemory(OutOfMemoryError error) {
@@ -287,16 +298,6 @@ public final class ParityCheck {
             }
         }
         return new double[] {maxAbs, maxRel};
-    }
-
-    /** The tolerance ganport stored with the test vectors, or {@code atol} when the file predates it. */
-    @SuppressWarnings("unchecked")
-    static double storedTolerance(Hdf5Archive vectors, double atol) throws Exception {
-        if (!vectors.hasAttribute("parity")) {
-            return atol;
-        }
-        Map<String, Object> parity = new ObjectMapper().readValue(vectors.readAttributeAsJson("parity"), Map.class);
-        return ((Number) parity.get("tolerance")).doubleValue();
     }
 
     /** The input or output names a test-vector file lists, in the Keras model's order. */

@@ -24,6 +24,11 @@ import org.junit.jupiter.params.provider.CsvSource;
 class ParityCheckTest {
 
     private static File fixtures;
+    /**
+     * The tolerance these tests give: above the ones ganport's parity rule gives these small models (atol 1e-5 plus
+     * their summation spread, under 1e-4), far below what a weight moved by 1e-2 does.
+     */
+    private static final double TOLERANCE = 1e-4;
 
     @BeforeAll
     static void locateFixtures() {
@@ -39,15 +44,14 @@ class ParityCheckTest {
 
     @Test
     void generatorAndDiscriminatorImportAndMatchKeras(@TempDir Path temp) throws Exception {
-        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "exported"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "exported"), TOLERANCE);
         for (String model : new String[] {"generator", "discriminator"}) {
             ParityCheck.ModelResult result = only(report, model);
             System.out.println(ParityCheck.summary(result));
-            assertEquals("pass", result.status, result.reason);
-            // ganport stored each model's tolerance with its vectors; DL4J's kernels sum in their own order.
-            assertTrue(result.tolerance > ParityCheck.DEFAULT_ATOL && result.tolerance < 1e-4, "" + result.tolerance);
-            assertTrue(result.maxAbsDiff <= result.tolerance * result.outputScale, "max abs diff " + result.maxAbsDiff);
-            assertTrue(result.maxLayerScaledDiff <= result.tolerance, "per-layer " + result.maxLayerScaledDiff);
+            assertEquals("compared", result.status, result.reason);
+            assertEquals(Boolean.TRUE, result.withinTolerance, result.reason);
+            assertTrue(result.maxAbsDiff <= TOLERANCE * result.outputScale, "max abs diff " + result.maxAbsDiff);
+            assertTrue(result.maxLayerScaledDiff <= TOLERANCE, "per-layer " + result.maxLayerScaledDiff);
             assertFalse(result.layers.isEmpty(), "per-layer activations were compared");
         }
         // DL4J drops the generator's trailing Reshape: the comparison must say how it reconciled the shapes.
@@ -58,12 +62,24 @@ class ParityCheckTest {
 
         File json = temp.resolve("report.json").toFile();
         ParityCheck.write(report, json);
-        assertTrue(Files.readString(json.toPath()).contains("\"status\" : \"pass\""));
+        assertTrue(Files.readString(json.toPath()).contains("\"status\" : \"compared\""));
+    }
+
+    /** Without a tolerance the report holds numbers only: ganport verify judges them (ganport/parity.py). */
+    @Test
+    void withoutAToleranceTheReportHoldsNumbersAndNoVerdict() throws Exception {
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "perturbed"), null);
+        ParityCheck.ModelResult result = only(report, "generator");
+        assertEquals("compared", result.status);
+        assertEquals(null, result.withinTolerance);
+        assertEquals(null, report.tolerance);
+        assertTrue(result.maxAbsDiff > TOLERANCE, "the moved weight shows in the numbers: " + result.maxAbsDiff);
+        assertTrue(report.passed, "every model was compared");
     }
 
     @Test
     void convolutionalConditionalAndTwoOutputModelsImportAsBothNetworkKinds() throws Exception {
-        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "graphs"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "graphs"), TOLERANCE);
         String[][] expected = {
             {"dcgan_generator", "MultiLayerNetwork"},
             {"cgan_generator", "ComputationGraph"},
@@ -72,10 +88,9 @@ class ParityCheckTest {
         for (String[] model : expected) {
             ParityCheck.ModelResult result = only(report, model[0]);
             System.out.println(ParityCheck.summary(result));
-            assertEquals("pass", result.status, result.reason);
+            assertEquals("compared", result.status, result.reason);
+            assertEquals(Boolean.TRUE, result.withinTolerance, ParityCheck.summary(result));
             assertEquals(model[1], result.networkKind);
-            assertTrue(result.maxAbsDiff <= result.tolerance * result.outputScale
-                    && result.maxLayerScaledDiff <= result.tolerance, ParityCheck.summary(result));
             assertTrue(result.layers.size() >= 8, "per-layer activations were compared: " + result.layers.size());
         }
         // Images stay NHWC end to end: DL4J's convolutional generator gives Keras's own [N, 28, 28, 1].
@@ -100,11 +115,11 @@ class ParityCheckTest {
     @ParameterizedTest
     @CsvSource({"perturbed, generator", "graphs-perturbed, cgan_generator"})
     void oneMovedWeightFailsTheCheck(String folder, String model) throws Exception {
-        ParityCheck.Report report = ParityCheck.check(new File(fixtures, folder), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, folder), TOLERANCE);
         ParityCheck.ModelResult result = only(report, model);
         System.out.println(ParityCheck.summary(result));
-        assertEquals("fail", result.status);
-        assertTrue(result.maxAbsDiff > result.tolerance * result.outputScale);
+        assertEquals(Boolean.FALSE, result.withinTolerance);
+        assertTrue(result.maxAbsDiff > TOLERANCE * result.outputScale);
         assertFalse(report.passed);
     }
 
@@ -118,12 +133,12 @@ class ParityCheckTest {
         }
         int checked = 0;
         for (File folder : folders) {
-            ParityCheck.Report report = ParityCheck.check(folder, ParityCheck.DEFAULT_ATOL, GanModel.Runtime.ONNX);
+            ParityCheck.Report report = ParityCheck.check(folder, TOLERANCE, GanModel.Runtime.ONNX);
             for (ParityCheck.ModelResult result : report.models) {
                 System.out.println(folder.getName() + ": " + ParityCheck.summary(result));
-                assertEquals("pass", result.status, result.reason);
+                assertEquals("compared", result.status, result.reason);
                 assertEquals("OrtSession", result.networkKind);
-                assertTrue(result.maxAbsDiff <= result.tolerance * result.outputScale, ParityCheck.summary(result));
+                assertEquals(Boolean.TRUE, result.withinTolerance, ParityCheck.summary(result));
                 checked++;
             }
         }
@@ -133,12 +148,12 @@ class ParityCheckTest {
 
     @Test
     void oneMovedWeightFailsOnnxRuntimeForJavaToo() throws Exception {
-        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "perturbed-onnx"), ParityCheck.DEFAULT_ATOL,
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "perturbed-onnx"), TOLERANCE,
                 GanModel.Runtime.ONNX);
         ParityCheck.ModelResult result = only(report, "generator");
         System.out.println(ParityCheck.summary(result));
-        assertEquals("fail", result.status);
-        assertTrue(result.maxAbsDiff > result.tolerance * result.outputScale);
+        assertEquals(Boolean.FALSE, result.withinTolerance);
+        assertTrue(result.maxAbsDiff > TOLERANCE * result.outputScale);
     }
 
     /** The same seed gives the same noise on both routes, so the same digits: pixels differ by rounding at most. */
@@ -170,7 +185,7 @@ class ParityCheckTest {
 
     @Test
     void keras3NativeFileIsReportedNotImportableWithDl4jsReason() throws Exception {
-        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "keras3"), ParityCheck.DEFAULT_ATOL);
+        ParityCheck.Report report = ParityCheck.check(new File(fixtures, "keras3"), TOLERANCE);
         ParityCheck.ModelResult result = only(report, "generator");
         System.out.println(ParityCheck.summary(result));
         assertEquals("not-importable", result.status);

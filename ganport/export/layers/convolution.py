@@ -1,0 +1,248 @@
+"""Convolutions, pooling, padding, cropping and upsampling (channels_last only)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ganport.export.layers.reading import (
+    activation_option,
+    activation_problem,
+    channels_last,
+    keras_layer,
+    pair,
+    pairs,
+)
+from ganport.export.layers.registry import Converter, LayerSpec, TargetRule, pointwise, refuse, register, unique_name
+
+if TYPE_CHECKING:
+    from ganport.export.graph import Graph
+
+
+def _read_convolution(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    if getattr(layer, "groups", 1) != 1:
+        raise refuse(layer, f"uses groups={layer.groups}; grouped convolutions are not supported.")
+    options = {
+        "filters": int(layer.filters),
+        "kernel_size": pair(layer.kernel_size),
+        "strides": pair(layer.strides),
+        "padding": str(layer.padding),
+        "dilation_rate": pair(layer.dilation_rate),
+        "activation": activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+    if options["padding"] not in ("same", "valid"):
+        raise refuse(layer, f"uses padding={options['padding']!r}; same and valid are supported.")
+    if type(layer).__name__ == "Conv2DTranspose":
+        padding = getattr(layer, "output_padding", None)
+        options["output_padding"] = None if padding is None else pair(padding)
+    return options
+
+
+def _transpose_problem(options: dict[str, Any]) -> str | None:
+    if options["output_padding"] is not None:
+        return "DL4J's Deconvolution2D never reads output_padding"
+    if options["dilation_rate"] != (1, 1):
+        return "DL4J's Deconvolution2D import ignores dilation"
+    return activation_problem(options)
+
+
+def _read_depthwise(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    options = {
+        "kernel_size": pair(layer.kernel_size),
+        "strides": pair(layer.strides),
+        "padding": str(layer.padding),
+        "depth_multiplier": int(layer.depth_multiplier),
+        "dilation_rate": pair(layer.dilation_rate),
+        "activation": activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+    if type(layer).__name__ == "SeparableConv2D":
+        options["filters"] = int(layer.filters)
+    return options
+
+
+def _read_convolution_1d(layer: Any) -> dict[str, Any]:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise refuse(layer, "uses channels_first; ganport converts channels_last models only.")
+    if str(layer.padding) not in ("same", "valid") or getattr(layer, "groups", 1) != 1:
+        raise refuse(layer, f"uses padding={layer.padding!r} or groups; same and valid, ungrouped, are supported.")
+    return {
+        "filters": int(layer.filters),
+        "kernel_size": int(layer.kernel_size[0]),
+        "strides": int(layer.strides[0]),
+        "padding": str(layer.padding),
+        "dilation_rate": int(layer.dilation_rate[0]),
+        "activation": activation_option(layer),
+        "use_bias": bool(layer.use_bias),
+    }
+
+
+# Convolutions with an activation: (class, reader, what DL4J makes of it, products one output sums).
+_CONVOLUTIONS: tuple[tuple[str, Callable, TargetRule, Callable[[LayerSpec], int]], ...] = (
+    (
+        "Conv2D",
+        _read_convolution,
+        TargetRule(problem=activation_problem, note="NHWC"),
+        lambda spec: math.prod(spec.weights[0].shape[:3]),
+    ),
+    (
+        "Conv2DTranspose",
+        _read_convolution,
+        TargetRule(
+            problem=_transpose_problem,
+            required=lambda config: config.get("output_padding") is None,
+            note="Deconvolution2D, NHWC",
+        ),
+        # kernel [kh, kw, out, in]; with strides an output sums fewer, so this is the most one can
+        lambda spec: math.prod(spec.weights[0].shape[:2]) * spec.weights[0].shape[3],
+    ),
+    (
+        "DepthwiseConv2D",
+        _read_depthwise,
+        # measured with DL4J 1.0.0-M2.1 (2026-12-02): its import stops with "Index 0 out of bounds for length 0"
+        TargetRule(refused="DL4J 1.0.0-M2.1's import of DepthwiseConv2D fails (an index error in its weight reader)"),
+        lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [kh, kw, in, multiplier]
+    ),
+    (
+        "SeparableConv2D",
+        _read_depthwise,
+        TargetRule(problem=activation_problem, note="SeparableConvolution2D, NHWC"),
+        # a depthwise sum of kh*kw, then a pointwise one of in*multiplier: bounded by their product
+        lambda spec: math.prod(spec.weights[0].shape),
+    ),
+    (
+        "Conv1D",
+        _read_convolution_1d,
+        TargetRule(problem=activation_problem, note="Convolution1DLayer"),
+        lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [k, in, out]
+    ),
+)
+for _kind, _read, _dl4j, _accumulation in _CONVOLUTIONS:
+    register(
+        _kind,
+        Converter(
+            _read,
+            keras_layer(_kind),
+            dl4j=_dl4j,
+            accumulation=_accumulation,
+        ),
+    )
+
+# --- pooling, padding, cropping ------------------------------------------------------------------------------------
+
+
+def _read_pooling(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    return {"pool_size": pair(layer.pool_size), "strides": pair(layer.strides), "padding": str(layer.padding)}
+
+
+def _read_global_pooling(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    return {"keepdims": bool(getattr(layer, "keepdims", False))}
+
+
+register(
+    "ZeroPadding2D",
+    Converter(
+        lambda layer: channels_last(layer) or {"padding": pairs(layer.padding)},
+        keras_layer("ZeroPadding2D"),
+    ),
+)
+register(
+    "Cropping2D",
+    Converter(
+        lambda layer: channels_last(layer) or {"cropping": pairs(layer.cropping)},
+        keras_layer("Cropping2D"),
+    ),
+)
+for _pooling in ("MaxPooling2D", "AveragePooling2D"):
+    register(
+        _pooling,
+        Converter(
+            _read_pooling,
+            keras_layer(_pooling),
+            dl4j=TargetRule(note="SubsamplingLayer"),
+            accumulation=lambda spec, kind=_pooling: math.prod(spec.options["pool_size"]) if "Average" in kind else 0,
+        ),
+    )
+for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+    register(
+        _pooling,
+        Converter(
+            _read_global_pooling,
+            keras_layer(_pooling),
+            dl4j=TargetRule(
+                problem=lambda options: "DL4J does not read keepdims" if options["keepdims"] else None,
+                note="GlobalPoolingLayer",
+            ),
+        ),
+    )
+
+# --- upsampling ----------------------------------------------------------------------------------------------------
+
+
+def _read_upsampling(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    return {"size": pair(layer.size), "interpolation": str(layer.interpolation)}
+
+
+def _nhwc_before_upsampling(graph: Graph) -> Graph:
+    """An UpSampling2D that reads a model input directly, after a 1x1 Conv2D with an identity kernel (x * 1 + 0:
+    the same numbers): DL4J 1.0.0-M2.1 reads such an input channels-first ("Invalid input ... expected
+    [minibatch, inputHeight=8, inputWidth=6, numChannels=4]" for a 4x3x3 image; tests/test_dl4j_claims.py), and
+    an image after a convolution channels-last."""
+    inputs = {item.name: item for item in graph.inputs}
+    layers: list[LayerSpec] = []
+    taken = set(graph.names())
+    for spec in graph.layers:
+        if spec.kind == "UpSampling2D" and spec.inbound[0] in inputs:
+            channels = inputs[spec.inbound[0]].shape[-1]
+            name = unique_name(f"{spec.name}_nhwc", taken)
+            layers.append(pointwise(name, spec.inbound[0], np.eye(channels), image=True))
+            spec = replace(spec, inbound=(name,))
+        layers.append(spec)
+    return graph.with_layers(layers)
+
+
+def _upsampling_for_onnx(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    """Nearest upsampling as one ONNX Resize (onnx_forms.NearestResize); other interpolations as Keras has them."""
+    if options["interpolation"] != "nearest":
+        return module.layers.UpSampling2D(name=name, **options)
+    from ganport.export.layers.onnx_forms import NearestResize
+
+    return NearestResize(options["size"], name=name)
+
+
+register(
+    "UpSampling2D",
+    Converter(
+        _read_upsampling,
+        keras_layer("UpSampling2D"),
+        onnx=TargetRule(build=_upsampling_for_onnx),
+        dl4j=TargetRule(
+            problem=lambda options: (
+                None if options["interpolation"] == "nearest" else "DL4J upsamples by nearest neighbour only"
+            ),
+            rewrite=_nhwc_before_upsampling,
+            required=lambda config: config.get("interpolation") == "nearest" and isinstance(config.get("size"), list),
+            note="on a model input: after a 1x1 identity Conv2D",
+        ),
+    ),
+)
+register(
+    "UpSampling1D",
+    Converter(
+        lambda layer: {"size": int(layer.size)},
+        keras_layer("UpSampling1D"),
+        # measured with DL4J 1.0.0-M2.1: outputs off by up to 1.8 after it
+        dl4j=TargetRule(refused="DL4J 1.0.0-M2.1's Upsampling1D gives other values than Keras"),
+    ),
+)
