@@ -40,8 +40,10 @@ from ganport.export.vectors import (
     weight_digests,
 )
 from ganport.files import atomic_path
+from ganport.flat_outputs import record_flat_outputs
 from ganport.host import provenance
-from ganport.keras_files.load import FLATTENED_OUTPUTS, load_keras2, tf_keras
+from ganport.keras_files.config import model_layers
+from ganport.keras_files.load import load_keras2, tf_keras
 from ganport.keras_files.run import framework_versions, predict_all
 
 
@@ -60,7 +62,7 @@ def _inputs_first(config: dict) -> dict:
 
 def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | None = None) -> Path:
     """Write `model_keras2` as Keras 2 HDF5 (no optimizer) to `path` through memory; `flattened` names the outputs
-    written flat for DL4J with their image shapes, so that ganport's loader restores them (FLATTENED_OUTPUTS)."""
+    written flat for DL4J with their image shapes, so that ganport's loader restores them (ganport.flat_outputs)."""
 
     def fill(archive: h5py.File) -> None:
         tensorflow_logger = logging.getLogger("tensorflow")
@@ -77,8 +79,7 @@ def save_model(model_keras2: Any, path: Path, flattened: dict[str, list[int]] | 
         written = archive.attrs["model_config"]
         reordered = json.dumps(_inputs_first(json.loads(written)))
         archive.attrs["model_config"] = reordered if isinstance(written, str) else np.bytes_(reordered)
-        if flattened:
-            archive.attrs[FLATTENED_OUTPUTS] = np.bytes_(json.dumps(flattened))
+        record_flat_outputs(archive, flattened or {})
 
     path.write_bytes(hdf5_bytes(fill))
     return path
@@ -108,7 +109,10 @@ def check_dl4j_config(path: Path) -> None:
         version = archive.attrs.get("keras_version")
         config = json.loads(archive.attrs["model_config"])
     problems = [] if str(version).startswith("2") else [f"keras_version {version!r} (DL4J needs 2.x)"]
-    for layer in config["config"]["layers"]:
+    layers = model_layers(config)
+    if layers is None:  # fail closed: a config this check cannot read is not one DL4J can
+        problems.append(f"a {config.get('class_name')!r} config without a layer list")
+    for layer in layers or []:
         kind, fields = layer["class_name"], layer["config"]
         if kind in ("Sequential", "Functional", "Model"):
             problems.append(f"{fields.get('name')}: a nested model")

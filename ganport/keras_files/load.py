@@ -6,7 +6,6 @@ Shared by export, inspect, eval and verify, so a file is loaded, refused and nam
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 import zipfile
@@ -24,6 +23,7 @@ from keras.src.saving.serialization_lib import SafeModeScope
 from ganport.contract import KERAS_SUFFIXES, Role, require_role
 from ganport.errors import GanportError, ModelError, UsageError
 from ganport.files import file_problem
+from ganport.flat_outputs import with_image_outputs
 from ganport.keras_files.config import (
     layer_name,
     model_layers,
@@ -36,10 +36,6 @@ from ganport.keras_files.run import shapes
 from ganport.keras_files.safety import require_no_revived_layers, require_safe
 from ganport.keras_files.sniff import require_readable_container, require_stored_within_budget, variables_within_budget
 from ganport.keras_files.stand_ins import loader_objects, provided_names, user_custom_objects
-
-# The HDF5 root attribute (JSON, output layer -> image shape) naming outputs that ganport wrote flat for DL4J; the
-# loader puts their Reshape back, so ganport reads its own files as the models they came from.
-FLATTENED_OUTPUTS = "ganport_flattened_outputs"
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def load_model_file(path: Path, options: LoadOptions | None = None, log: Callabl
         raise failures[0] from failures[0].__cause__
     for note in notes:
         (log or _silent)(note)
-    return _with_flattened_outputs_reshaped(path, model) if path.suffix in (".h5", ".hdf5") else model
+    return with_image_outputs(path, model) if path.suffix in (".h5", ".hdf5") else model
 
 
 def _readers(version: str, suffix: str) -> tuple[Callable[..., Any], ...]:
@@ -273,21 +269,6 @@ def _require_declared_inputs(path: Path, model: Any, config: dict | None) -> Non
                 f"{path} declares inputs {declared}, but {reader} read {loaded}; the file may be damaged, or written "
                 "by a Keras that neither Keras 3 nor tf_keras reads as written."
             )
-
-
-def _with_flattened_outputs_reshaped(path: Path, model: Any) -> Any:
-    """`model` with a Reshape after each output that ganport's HDF5 writer flattened for DL4J (FLATTENED_OUTPUTS)."""
-    with h5py.File(path, "r") as archive:
-        recorded = archive.attrs.get(FLATTENED_OUTPUTS)
-    if recorded is None:
-        return model
-    shapes = json.loads(recorded)
-    module = keras if isinstance(model, keras.Model) else tf_keras()
-    outputs = [
-        module.layers.Reshape(shapes[name], name=f"{name}_image")(output) if name in shapes else output
-        for name, output in zip(model.output_names, model.outputs, strict=True)
-    ]
-    return module.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
 
 
 def tf_keras() -> ModuleType:
