@@ -66,9 +66,9 @@ def inspect_model(
         everywhere.append(str(error))
     specs = {item.name: _read(item) for item in traced}
     everywhere += [f"{name}: {spec}" for name, spec in specs.items() if isinstance(spec, UnsupportedLayerError)]
-    graph: Graph | None = read_graph(model) if not everywhere else None
+    graph: Graph | None = None
     role, input_names, output_names = "", [spec.name for spec in inputs], []
-    if graph is not None:
+    if not everywhere:  # every layer reads: the graph is the source's, or, where it is no source, the model's
         try:
             source = source_model(model, path.stem, path)
             role, input_names, output_names = source.role.name, source.input_names, list(source.output_names)
@@ -76,6 +76,7 @@ def inspect_model(
             inputs = list(graph.inputs)
         except GanportError as error:
             everywhere.append(str(error))
+            graph = read_graph(model)
     targets = {target: refusals(graph, target) if graph is not None else [] for target in ("dl4j", "keras")}
     # DL4J's verdict on a layer depends on where it sits (a trailing Reshape is written flat): judged on the graph
     dl4j_layers = dl4j_problems(graph) if graph is not None else None

@@ -297,6 +297,31 @@ def test_a_tensor_type_ganport_does_not_carry_is_one_line_everywhere(element_typ
             onnx_io.run(path, {"text": np.array([["a"]])})
 
 
+@pytest.mark.parametrize(
+    ("record", "fits"),
+    [
+        (b'{"flat": [2, 2, 1]}', True),
+        (b"not json", False),
+        (b'{"flat": [3]}', False),  # 3 values for an output of 4
+        (b'{"elsewhere": [2, 2, 1]}', False),  # no such output
+        (b'{"flat": [2, -2, -1]}', False),
+        (b"[1, 2]", False),
+    ],
+)
+def test_a_flat_output_record_is_checked_like_the_rest_of_the_file(record, fits, tmp_path):
+    """ganport's DL4J files record the image shape of outputs written flat (ganport.flat_outputs); any HDF5 file can
+    carry that attribute, so the loader restores only a record that fits the model, and refuses others in one line."""
+    path = tmp_path / "flat.h5"
+    tf_keras.Sequential([tf_keras.Input((3,)), tf_keras.layers.Dense(4, name="flat")]).save(path)
+    with h5py.File(path, "r+") as archive:
+        archive.attrs["ganport_flattened_outputs"] = np.bytes_(record)
+    result = _invoke("inspect", path, "--format", "onnx")
+    if fits:
+        assert result.exit_code == 0 and "[None, 2, 2, 1]" in result.output, result.output
+    else:
+        assert_one_line_error(result, "ganport_flattened_outputs")
+
+
 def test_a_zero_byte_checkpoint_list_is_rebuilt_on_resume(tmp_path):
     """A crash can leave TensorFlow's list of checkpoints (checkpoints/checkpoint) empty: resume rebuilds it from
     the checkpoint files and continues from the newest."""
