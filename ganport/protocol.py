@@ -1,7 +1,8 @@
 """The Open Inference Protocol (KServe V2, spoken by Triton, KServe and MLServer) for numpy tensors: datatypes,
 inference requests and responses in JSON and in Triton's binary-data extension, and Triton's model configuration.
 
-numpy and orjson only: `ganport serve` and `ganport export --format triton` share it, and neither imports TensorFlow.
+numpy, orjson and onnx_io's signature reader: `ganport serve` and `ganport export --format triton` share it, and
+neither imports TensorFlow.
 No maintained library decodes the protocol on the server side (tritonclient encodes the client's half only), so it is
 written here, to the spec: https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol and
 Triton's docs/protocol/extension_binary_data.md.
