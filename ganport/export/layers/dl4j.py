@@ -42,7 +42,7 @@ def _rewritten(graph: Graph) -> Graph:
     graph = _leaky_relu_layers(graph)
     for kind in supported_layers():
         rewrite = converter(kind).dl4j.rewrite
-        if rewrite is not None and any(spec.kind == kind for spec in graph.layers):
+        if rewrite is not None:
             graph = rewrite(graph)
     return graph
 
