@@ -1,9 +1,14 @@
 """The JVM routes' speed beside Python's, on the same files in one run: samples/s and p50/p99 latency per batch size.
 
 Runs java-check's SpeedBench (DL4J on each reference generator's HDF5 file, ONNX Runtime for Java on its fp32 and
-int8 ONNX files), then Python's onnxruntime on the same ONNX files, timed the same way: 1 s of warm-up, then calls
-for about --seconds (at least 10), the median call giving samples/s. Both use one thread per core: OMP_NUM_THREADS
-for DL4J (ND4J's native CPU backend), onnxruntime's default intra-op pool elsewhere.
+int8 ONNX files and on the DCGAN critic's, exported for the run), then Python's onnxruntime on the same ONNX files,
+timed the same way: 1 s of warm-up, then calls for about --seconds (at least 10), the median call giving samples/s.
+Both use one thread per core: OMP_NUM_THREADS for DL4J (ND4J's native CPU backend), onnxruntime's default intra-op
+pool elsewhere.
+
+DL4J runs twice: as it starts by itself, and with OPENBLAS_CORETYPE naming the kernel family this CPU's flags allow
+(ND4J's bundled OpenBLAS picks its kernels from the CPU model number, and falls back to its slowest, Prescott's, on
+a model it does not know, such as a virtualised Xeon's).
 
     .venv/bin/python bench/jvm_speed.py [--seconds 3] [--json bench/results/DATE-jvm_speed.json]
 """
@@ -22,25 +27,39 @@ import numpy as np
 from common import report
 from rich.table import Table
 
-from ganport.host import provenance
+from ganport.export import ExportOptions, export
+from ganport.host import cpu_flags, provenance
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import build_java_check
 
 MODELS = ["mnist-gan", "mnist-cgan", "mnist-dcgan"]
+CONV_CRITIC = "mnist-dcgan"  # its discriminator: the shipped convolutional critic
 BATCHES = [1, 64, 1024]
 
 
-def java_rows(files: list[Path], seconds: float) -> list[dict]:
+def openblas_core_type() -> str | None:
+    """The OpenBLAS kernel family this CPU's flags allow (None: leave OpenBLAS's own choice)."""
+    flags = cpu_flags()
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "SkylakeX"
+    return "Haswell" if {"avx2", "fma"} <= flags else None
+
+
+def java_rows(files: list[Path], seconds: float, core_type: str | None = None) -> list[dict]:
     classpath = build_java_check()
     cores = str(os.cpu_count())
-    env = {**os.environ, "OMP_NUM_THREADS": cores}
+    env = {**os.environ, "OMP_NUM_THREADS": cores, **({"OPENBLAS_CORETYPE": core_type} if core_type else {})}
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "speed.json"
         command = ["java", "-cp", os.pathsep.join(classpath), "ganport.dl4j.SpeedBench", str(out), str(seconds)]
         subprocess.run(
             [*command, ",".join(map(str, BATCHES)), *map(str, files)], env=env, check=True, capture_output=True
         )
-        return json.loads(out.read_text())
+        rows = json.loads(out.read_text())
+    if core_type:
+        for row in rows:
+            row["runtime"] += f", OPENBLAS_CORETYPE={core_type}"
+    return rows
 
 
 def python_row(file: Path, batch: int, seconds: float) -> dict:
@@ -51,7 +70,7 @@ def python_row(file: Path, batch: int, seconds: float) -> dict:
     feeds = {
         item.name: rng.integers(0, 10, (batch, 1)).astype(np.int64)
         if item.type == "tensor(int64)"
-        else rng.standard_normal((batch, item.shape[-1])).astype(np.float32)
+        else rng.standard_normal((batch, *item.shape[1:])).astype(np.float32)
         for item in session.get_inputs()
     }
     warm_up_end = time.perf_counter() + 1.0
@@ -76,6 +95,17 @@ def python_row(file: Path, batch: int, seconds: float) -> dict:
     }
 
 
+def critic_files(scratch: Path) -> list[Path]:
+    """The convolutional critic's ONNX files, fp32 and int8 (static: it has convolutions), exported here."""
+    source = SHIPPED_MODELS / CONV_CRITIC / "discriminator.h5"
+    # a critic's int8 is judged against fp32, not scored; forced, so that a slower file is measured too
+    options = ExportOptions(precision="int8", force=True, score=lambda path: None)
+    quiet = lambda line: None  # noqa: E731
+    (fp32,) = export(source, "onnx", scratch / CONV_CRITIC, log=quiet)
+    (int8,) = export(source, "onnx", scratch / CONV_CRITIC, log=quiet, options=options)
+    return [fp32.path, int8.path]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per file and batch size")
@@ -83,11 +113,16 @@ def main() -> None:
     args = parser.parse_args()
     onnx_files = [SHIPPED_MODELS / name / file for name in MODELS for file in ("generator.onnx", "generator_int8.onnx")]
     h5_files = [SHIPPED_MODELS / name / "generator.h5" for name in MODELS]
-    rows = java_rows(h5_files + onnx_files, args.seconds)
-    rows += [python_row(file, batch, args.seconds) for file in onnx_files for batch in BATCHES]
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_files += critic_files(Path(scratch))
+        rows = java_rows(h5_files + onnx_files, args.seconds)
+        core_type = openblas_core_type()
+        if core_type:
+            rows += java_rows(h5_files, args.seconds, core_type)
+        rows += [python_row(file, batch, args.seconds) for file in onnx_files for batch in BATCHES]
     machine = provenance({})
     table = Table(
-        title=f"generators on the JVM and in Python, {machine['cpu']} ({machine['isa']}), {machine['threads']} cores"
+        title=f"models on the JVM and in Python, {machine['cpu']} ({machine['isa']}), {machine['threads']} cores"
     )
     for column in ("model", "file", "runtime", "batch", "samples/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("model", "file", "runtime") else "right")

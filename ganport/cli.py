@@ -362,7 +362,9 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Output folder, or file when one model is exported.")] = None,
     precision: ExportPrecisionOption = FULL_PRECISION,
     fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
-    force: Annotated[bool, typer.Option(help="Write an fp16/int8 variant even if it fails the quality gate.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Write an fp16/int8 variant even if it fails its quality or speed gate.")
+    ] = False,
     gpu: Annotated[
         bool, typer.Option(help="Triton only: add a GPU instance group running under TensorRT in FP16.")
     ] = False,

@@ -22,6 +22,8 @@ MAX_SEED = 2**32 - 1
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5", ".json")  # .json: an architecture whose weights are beside it
 # tanh can round to a hair outside [-1, 1] after quantization; anything further is not a generator's image.
 IMAGE_RANGE_SLACK = 1e-3
+# The images ganport's MNIST classifier scores (eval, and the quality gate of reduced-precision generators).
+SCORED_IMAGE_SHAPE = (28, 28, 1)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ganport.contract import CLASSES, GENERATOR, require_images, require_seed
+from ganport.contract import CLASSES, GENERATOR, SCORED_IMAGE_SHAPE, require_images, require_seed
 from ganport.data import cache_dir, load_dataset
 from ganport.errors import ModelError, UsageError
 from ganport.files import atomic_path, file_problem, write_text_atomically
@@ -290,10 +290,10 @@ def evaluate(
     reference, real = real_baseline(classifier)
     running, preview, labelled = RunningMetrics(), [], False
     for images, labels in generate(Path(model), n, seed):
-        if images.shape[1:] != (28, 28, 1):
+        if images.shape[1:] != SCORED_IMAGE_SHAPE:
             raise ModelError(
                 f"{model} makes images of shape {list(images.shape[1:])}; the MNIST classifier scores "
-                "[28, 28, 1] images only."
+                f"{list(SCORED_IMAGE_SHAPE)} images only."
             )
         if running.n < PREVIEW:
             preview.append(images[: PREVIEW - running.n].copy())

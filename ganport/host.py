@@ -55,6 +55,11 @@ def describe_cpu() -> str:
     return f"{_cpu_name()}, {_vector_isa()}"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    return _cpu_flags_and_name()[0]
+
+
 def _cpu_flags_and_name() -> tuple[set[str], str]:
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -10,12 +10,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ganport.contract import GENERATOR
 from ganport.errors import ModelError, UsageError
 from ganport.export.formats import FORMATS
 from ganport.export.job import ExportedFile, ExportOptions, Job
 from ganport.export.precision import FULL_PRECISION, PRECISIONS
-from ganport.export.sources import SourceModel, check_sizes, load_sources, reference_inputs, sized
+from ganport.export.sources import (
+    SourceModel,
+    calibration_inputs,
+    check_sizes,
+    load_sources,
+    reference_inputs,
+    sized,
+)
 from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
 from ganport.keras_files.config import KERAS_METADATA
@@ -97,12 +103,7 @@ def export(
     exported = []
     for item in sources:
         target = _target(item, fmt, out_path, single=single, precision=options.precision)
-        if options.precision != FULL_PRECISION and item.role is not GENERATOR:
-            raise UsageError(
-                f"--precision {options.precision} is quality-gated by scoring a generator's samples; "
-                f"{item.origin} is a {item.role.name}. Export it in {FULL_PRECISION}."
-            )
-        job = _job(item, sources, first, target, options, log)
+        job = _job(item, sources, first, target, options, log, calibrate=PRECISIONS[options.precision].reduced)
         job = replace(job, at_other_sizes=tuple(_job(item, sources, sizes, target, options, log) for sizes in others))
         _require_new_or_overwrite(job, fmt)
         exported.append(FORMATS[fmt].write(job))
@@ -117,12 +118,16 @@ def _job(
     target: Path,
     options: ExportOptions,
     log: Callable[[str], None],
+    calibrate: bool = False,
 ) -> Job:
     """What writing `item` needs: its fixed inputs, at `sizes` for a model of dynamic size (whose files keep taking
-    any size, except a DL4J one), and the Keras model's outputs on them."""
-    inputs = reference_inputs([sized(source, sizes) for source in sources])[item.role.name]
+    any size, except a DL4J one), the Keras model's outputs on them, and if asked what a reduced precision
+    calibrates on."""
+    sized_sources = [sized(source, sizes) for source in sources]
+    inputs = reference_inputs(sized_sources)[item.role.name]
     reference = predict_all(item.keras_model, list(inputs.values()))
-    return Job(item, target, inputs, reference, options, log)
+    calibration = tuple(calibration_inputs(sized_sources)[item.role.name]) if calibrate else ()
+    return Job(item, target, inputs, reference, options, log, calibration=calibration)
 
 
 def _require_new_or_overwrite(job: Job, fmt: str) -> None:

@@ -57,6 +57,8 @@ class Job:
     log: Callable[[str], None]
     # For a model of dynamic size: the same job at each further size its file is checked at.
     at_other_sizes: tuple[Job, ...] = ()
+    # What a reduced precision calibrates on (batches of inputs by name, other than `inputs`); empty in fp32.
+    calibration: tuple[dict[str, np.ndarray], ...] = ()
 
     @property
     def input_list(self) -> list[np.ndarray]:

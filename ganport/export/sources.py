@@ -172,6 +172,11 @@ def sized(source: SourceModel, sizes: tuple[int, ...] | None) -> SourceModel:
     return source if sizes is None or not source.graph.dynamic else replace(source, graph=source.graph.sized(sizes))
 
 
+# How many generator inputs static int8 quantization calibrates its activation ranges on, and their seed.
+CALIBRATION_SAMPLES = 256
+CALIBRATION_SEED = REFERENCE_SEED + 1
+
+
 def reference_batch(sources: list[SourceModel]) -> int:
     """How many samples the fixed inputs hold: REFERENCE_BATCH, or fewer when each sample is large (a 256x256
     image-to-image model), so that an export stays within the memory budget; refused when one sample does not fit.
@@ -194,7 +199,7 @@ def _measurable(source: SourceModel) -> Any:
     return build(source.graph, keras) if dynamic and not source.graph.dynamic else source.keras_model
 
 
-def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarray]]:
+def reference_inputs(sources: list[SourceModel], seed: int = REFERENCE_SEED) -> dict[str, dict[str, np.ndarray]]:
     """Fixed inputs per role, by input name: seeded noise for a generator; its images (or seeded uniform values in
     [-1, 1]) for a critic and any other model; labels 0, 1, 2, ... cycling through the classes for conditional
     models. reference_batch says how many. Sources of dynamic size must be sized first (`sized`)."""
@@ -211,14 +216,26 @@ def reference_inputs(sources: list[SourceModel]) -> dict[str, dict[str, np.ndarr
                 cycled = np.arange(batch) % source.classes
                 arrays[item.name] = cycled.reshape(-1, *item.shape).astype(item.dtype)
             elif source.role is GENERATOR:
-                arrays[item.name] = reference_noise(item.shape[-1], batch)
+                arrays[item.name] = reference_noise(item.shape[-1], batch, seed)
             elif generator is not None:
                 arrays[item.name] = predict_all(generator.keras_model, list(inputs[GENERATOR.name].values()))[0]
             else:
-                rng = np.random.default_rng(REFERENCE_SEED)
+                rng = np.random.default_rng(seed)
                 arrays[item.name] = rng.uniform(-1, 1, (batch, *item.shape)).astype(np.float32)
         inputs[source.role.name] = arrays
     return inputs
+
+
+def calibration_inputs(sources: list[SourceModel]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """What each role's model meets in use, for static quantization to calibrate on: batches of inputs made the way
+    reference_inputs makes them (noise for a generator, the generator's images or uniform values for a critic,
+    labels over every class), CALIBRATION_SAMPLES in all, from other seeds than the reference inputs', which then
+    check the quantized model on inputs it was not calibrated on."""
+    batch = reference_batch(sources)
+    batches = [
+        reference_inputs(sources, CALIBRATION_SEED + offset) for offset in range(-(-CALIBRATION_SAMPLES // batch))
+    ]
+    return {source.role.name: [inputs[source.role.name] for inputs in batches] for source in sources}
 
 
 def export_metadata(source: SourceModel) -> dict[str, str]:

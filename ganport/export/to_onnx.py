@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from ganport.export.fold import fold_batch_norm
 from ganport.export.graph import build
 from ganport.export.job import ExportedFile, Job
 from ganport.export.precision import PRECISIONS
-from ganport.export.quality import quality_gate
+from ganport.export.quality import reduced_precision_gates
 from ganport.export.sources import SourceModel, export_metadata
 from ganport.export.vectors import (
     PARITY,
@@ -144,7 +145,7 @@ def write_model(job: Job) -> ExportedFile:
     info = {**export_metadata(item), "precision": options.precision, "batchnorm_folded": str(options.fold_batch_norm)}
     fp32 = convert_source(model, item, info)
     precision = PRECISIONS[options.precision]
-    proto = precision.convert(fp32)
+    proto = precision.convert(fp32, job.calibration)
     quality = None
     with atomic_path(job.target) as temporary:
         onnx.save(proto, temporary)
@@ -153,5 +154,7 @@ def write_model(job: Job) -> ExportedFile:
             backend, lambda inputs: onnx_io.run(temporary, inputs, list(item.output_names))
         )
         if precision.reduced:
-            quality = quality_gate(fp32, temporary, job)
+            with tempfile.TemporaryDirectory() as scratch:
+                baseline = save(fp32, Path(scratch) / "fp32.onnx")
+                quality = reduced_precision_gates(baseline, temporary, job)
     return ExportedFile(job.target, item.role.name, "onnx", comparison, quality=quality)

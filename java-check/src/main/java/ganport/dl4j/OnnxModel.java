@@ -4,6 +4,7 @@ import java.io.File;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -114,7 +115,17 @@ public final class OnnxModel implements GanModel {
         return sizes;
     }
 
-    /** Run raw float32 noise (and int64 labels) without INDArray conversion: what a JVM service does per request. */
+    /** Input name -> its shape without the batch axis: noise [100], a label [1], a critic's image [28, 28, 1]. */
+    public Map<String, long[]> sampleShapes() throws Exception {
+        Map<String, long[]> shapes = new LinkedHashMap<>();
+        for (Map.Entry<String, NodeInfo> input : session.getInputInfo().entrySet()) {
+            long[] shape = ((TensorInfo) input.getValue().getInfo()).getShape();
+            shapes.put(input.getKey(), Arrays.copyOfRange(shape, 1, shape.length));
+        }
+        return shapes;
+    }
+
+    /** Run raw float32 inputs (and int64 labels) without INDArray conversion: what a JVM service does per request. */
     public float[] run(Map<String, Object> buffers, Map<String, long[]> shapes) throws Exception {
         Map<String, OnnxTensor> feeds = new LinkedHashMap<>();
         try {

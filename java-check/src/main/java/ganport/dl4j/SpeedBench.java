@@ -18,10 +18,10 @@ import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.nd4j.shade.jackson.databind.SerializationFeature;
 
 /**
- * How fast ganport's generators run on the JVM: samples/s and latency per batch size, through DL4J (the HDF5 file,
- * workspaces enabled, as DL4J's performance guide recommends for repeated inference; threads from OMP_NUM_THREADS)
- * and ONNX Runtime for Java (the ONNX files: one session, one intra-op thread per core, tensors made from float
- * arrays per call as a service would).
+ * How fast ganport's models run on the JVM: samples/s and latency per batch size, through DL4J (a generator's HDF5
+ * file, workspaces enabled, as DL4J's performance guide recommends for repeated inference; threads from
+ * OMP_NUM_THREADS) and ONNX Runtime for Java (ONNX files, generators' and critics': one session, one intra-op thread
+ * per core, tensors made from float arrays per call as a service would).
  *
  * <p>A plain harness rather than JMH: each call takes 0.1 to 500 ms, far above the timer's and JIT noise's scale, and
  * the numbers are read beside Python's, measured the same way (warm-up, then the median of timed calls).
@@ -72,7 +72,6 @@ public final class SpeedBench {
     }
 
     static Row time(GanModel model, int batch, double seconds) throws Exception {
-        Map<String, Integer> sizes = model.inputSizes();
         Random random = new Random(0);
         Runnable call;
         if (model instanceof OnnxModel) {
@@ -80,12 +79,16 @@ public final class SpeedBench {
             Map<String, long[]> shapes = new LinkedHashMap<>();
             Map<String, float[]> floats = new LinkedHashMap<>();
             Map<String, long[]> labels = new LinkedHashMap<>();
-            for (Map.Entry<String, Integer> input : sizes.entrySet()) {
-                shapes.put(input.getKey(), new long[] {batch, input.getValue()});
+            for (Map.Entry<String, long[]> input : session.sampleShapes().entrySet()) {
+                long[] shape = new long[input.getValue().length + 1];
+                shape[0] = batch;
+                System.arraycopy(input.getValue(), 0, shape, 1, input.getValue().length);
+                shapes.put(input.getKey(), shape);
+                int values = (int) Arrays.stream(shape).reduce(1, (a, b) -> a * b);
                 if (input.getKey().equals("label")) {
-                    labels.put(input.getKey(), random.longs(batch, 0, 10).toArray());
+                    labels.put(input.getKey(), random.longs(values, 0, 10).toArray());
                 } else {
-                    float[] noise = new float[batch * input.getValue()];
+                    float[] noise = new float[values];
                     for (int j = 0; j < noise.length; j++) {
                         noise[j] = (float) random.nextGaussian();
                     }
@@ -100,7 +103,7 @@ public final class SpeedBench {
             };
         } else {
             Map<String, INDArray> feeds = new LinkedHashMap<>();
-            for (Map.Entry<String, Integer> input : sizes.entrySet()) {
+            for (Map.Entry<String, Integer> input : model.inputSizes().entrySet()) {
                 feeds.put(input.getKey(), input.getKey().equals("label")
                         ? Nd4j.createUninitialized(DataType.FLOAT, batch, 1).assign(random.nextInt(10))
                         : Nd4j.randn(DataType.FLOAT, batch, input.getValue()));
