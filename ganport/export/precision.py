@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 # Operators onnxruntime runs as integer kernels only when activations are quantized ahead of time (static
 # quantization): dynamic quantization leaves them float with a quantize/dequantize round trip, about 5x slower.
 STATIC_OPERATORS = frozenset({"Conv", "ConvTranspose"})
+# What static quantization quantizes: the operators with integer kernels. Elementwise operators between them
+# (BatchNorm's Mul and Add, Resize, activations) stay float: quantizing them too made the DCGAN generator 13% slower
+# at batch 1 (1.99x fp32 against 2.29x) and its samples no better (classifier score 8.192 against 8.194).
+QUANTIZED_OPERATORS = [*sorted(STATIC_OPERATORS), "Gemm", "MatMul"]
 
 Feeds = dict[str, np.ndarray]
 
@@ -73,7 +77,14 @@ def to_int8(proto: onnx.ModelProto, calibration: Sequence[Feeds]) -> onnx.ModelP
         source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
         onnx.save(proto, source)
         if is_static(proto):
-            quantize_static(source, target, Calibration(), quant_format=QuantFormat.QDQ, per_channel=True)
+            quantize_static(
+                source,
+                target,
+                Calibration(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                op_types_to_quantize=QUANTIZED_OPERATORS,
+            )
         else:
             quantize_dynamic(source, target, weight_type=QuantType.QInt8)
         return onnx.load(target)
