@@ -172,7 +172,7 @@ def sized(source: SourceModel, sizes: tuple[int, ...] | None) -> SourceModel:
     return source if sizes is None or not source.graph.dynamic else replace(source, graph=source.graph.sized(sizes))
 
 
-# How many generator inputs static int8 quantization calibrates its activation ranges on, and their seed.
+# How many inputs static int8 quantization calibrates activation ranges on, and the first of their batches' seeds.
 CALIBRATION_SAMPLES = 256
 CALIBRATION_SEED = REFERENCE_SEED + 1
 
