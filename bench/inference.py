@@ -1,10 +1,12 @@
 """Generator inference speed, in one run: Keras, a compiled tf.function and onnxruntime graph variants.
 
-For batch 1, 64, 1024 and 8192: samples/s (batch / median latency) and p50/p99 latency of each backend, the
-machine's measured fp32 GEMM rate (numpy, 2048^3) and each fp32 row's share of it, and, for the reduced-precision
-graphs, the classifier-score change against fp32 (10000 samples). A table on stdout and JSON on disk.
+For batch 1, 64, 1024 and 8192 (--batches; 1024 among them): samples/s (batch / median latency) and p50/p99
+latency of each backend, the machine's measured fp32 GEMM rate (numpy, 2048^3) and each fp32 row's share of it, and,
+for the reduced-precision graphs, the classifier-score change against fp32 (10000 samples). A table on stdout and
+JSON on disk.
 
     python bench/inference.py [--model models/mnist-gan/generator.h5] [--json bench/inference.json]
+    python bench/inference.py --model models/mnist-dcgan/generator.h5 --batches 1,64,1024   # int8 static
 """
 
 from __future__ import annotations
@@ -58,14 +60,19 @@ def gemm_rate() -> float:
 
 
 def flops_per_sample(model) -> float:
-    """Multiply-adds of the Dense layers, times two."""
-    return float(
-        sum(
-            2 * np.prod(layer.get_weights()[0].shape)
-            for layer in model.layers
-            if layer.get_weights() and len(layer.get_weights()[0].shape) == 2
-        )
-    )
+    """Multiply-adds of the Dense and convolution layers, times two: a kernel's size, times the positions it is
+    applied at (a Conv2D's output pixels, a Conv2DTranspose's input pixels)."""
+    total = 0.0
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights or len(weights[0].shape) not in (2, 4):
+            continue
+        positions = 1
+        if len(weights[0].shape) == 4:
+            spatial = layer.input.shape if "Transpose" in type(layer).__name__ else layer.output.shape
+            positions = int(np.prod(spatial[1:3]))
+        total += 2 * np.prod(weights[0].shape) * positions
+    return float(total)
 
 
 def main() -> None:
@@ -73,7 +80,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a Keras generator (.h5 or .keras)")
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timing per row and batch")
     parser.add_argument("--json", type=Path, default=Path("bench/inference.json"), help="where the JSON goes")
+    parser.add_argument(
+        "--batches", default=",".join(map(str, BATCHES)), help="batch sizes, comma-separated (a DCGAN: 1,64,1024)"
+    )
     args = parser.parse_args()
+    batches = [int(batch) for batch in args.batches.split(",")]
 
     keras_model = load_model_file(args.model)
     latent = int(keras_model.inputs[0].shape[-1])
@@ -111,7 +122,7 @@ def main() -> None:
         rate = gemm_rate()
         rows = []
         for name, run in contenders.items():
-            for batch in BATCHES:
+            for batch in batches:
                 noise = np.random.default_rng(batch).standard_normal((batch, latent), dtype=np.float32)
                 times = latencies(lambda run=run, noise=noise: run(noise), args.budget)
                 median = statistics.median(times)
@@ -134,14 +145,14 @@ def main() -> None:
         f"{flops / 1e6:.2f} MFLOP/sample"
     )
     table.add_column("backend")
-    for batch in BATCHES:
+    for batch in batches:
         table.add_column(f"b={batch} samples/s", justify="right")
         table.add_column("p50/p99 ms", justify="right")
     table.add_column("GEMM share b=1024", justify="right")
     table.add_column("score Δ vs fp32", justify="right")
     for name in contenders:
         cells = []
-        for batch in BATCHES:
+        for batch in batches:
             row = by_key[(name, batch)]
             cells += [f"{row['samples_per_s']:,.0f}", f"{row['p50_ms']:.2f}/{row['p99_ms']:.2f}"]
         share = by_key[(name, 1024)].get("gemm_share")
