@@ -1,7 +1,9 @@
 """The JVM routes' speed beside Python's, on the same files in one run: samples/s and p50/p99 latency per batch size.
 
-Runs java-check's SpeedBench (DL4J on each reference generator's HDF5 file, ONNX Runtime for Java on its fp32 and
-int8 ONNX files and on the DCGAN critic's, exported for the run), then Python's onnxruntime on the same ONNX files,
+Runs java-check's SpeedBench (DL4J on each reference generator's HDF5 file as `ganport export --format h5` writes it
+today, exported for the run and verified with DL4J first, and on the shipped DCGAN file written before its
+convolutions became Deconvolution2D layers; ONNX Runtime for Java on the fp32 and int8 ONNX files and on the DCGAN
+critic's, exported for the run), then Python's onnxruntime on the same ONNX files,
 timed the same way: 1 s of warm-up, then calls for about --seconds (at least 10), the median call giving samples/s.
 Both use one thread per core: OMP_NUM_THREADS for DL4J (ND4J's native CPU backend), onnxruntime's default intra-op
 pool elsewhere.
@@ -30,10 +32,11 @@ from rich.table import Table
 from ganport.export import ExportOptions, export
 from ganport.host import cpu_flags, provenance
 from ganport.runtime import SHIPPED_MODELS
-from ganport.verify import build_java_check
+from ganport.verify import build_java_check, verify
 
 MODELS = ["mnist-gan", "mnist-cgan", "mnist-dcgan"]
 CONV_CRITIC = "mnist-dcgan"  # its discriminator: the shipped convolutional critic
+SHIPPED_BEFORE_REWRITE = "mnist-dcgan"  # its generator.h5 holds UpSampling2D + Conv2D layers as DL4J read them before
 BATCHES = [1, 64, 1024]
 
 
@@ -45,7 +48,9 @@ def openblas_core_type() -> str | None:
     return "Haswell" if {"avx2", "fma"} <= flags else None
 
 
-def java_rows(files: list[Path], seconds: float, core_type: str | None = None) -> list[dict]:
+def java_rows(
+    files: list[Path], seconds: float, core_type: str | None = None, batches: list[int] = BATCHES
+) -> list[dict]:
     classpath = build_java_check()
     cores = str(os.cpu_count())
     env = {**os.environ, "OMP_NUM_THREADS": cores, **({"OPENBLAS_CORETYPE": core_type} if core_type else {})}
@@ -53,7 +58,7 @@ def java_rows(files: list[Path], seconds: float, core_type: str | None = None) -
         out = Path(scratch) / "speed.json"
         command = ["java", "-cp", os.pathsep.join(classpath), "ganport.dl4j.SpeedBench", str(out), str(seconds)]
         subprocess.run(
-            [*command, ",".join(map(str, BATCHES)), *map(str, files)], env=env, check=True, capture_output=True
+            [*command, ",".join(map(str, batches)), *map(str, files)], env=env, check=True, capture_output=True
         )
         rows = json.loads(out.read_text())
     if core_type:
@@ -95,6 +100,17 @@ def python_row(file: Path, batch: int, seconds: float) -> dict:
     }
 
 
+def dl4j_files(scratch: Path) -> list[Path]:
+    """Each reference generator's HDF5 file as ganport writes it today (for a convolutional one, every stride-1
+    Conv2D as a Deconvolution2D, an UpSampling2D before it taken in), exported here and verified with DL4J."""
+    quiet = lambda line: None  # noqa: E731
+    files = [export(SHIPPED_MODELS / name / "generator.h5", "h5", scratch / name, log=quiet)[0].path for name in MODELS]
+    failed = [item.line() for name in MODELS for item in verify(scratch / name, jvm=True, log=quiet) if not item.passed]
+    if failed:
+        raise SystemExit(f"DL4J parity fails: {failed}")
+    return files
+
+
 def critic_files(scratch: Path) -> list[Path]:
     """The convolutional critic's ONNX files, fp32 and int8 (static: it has convolutions), exported here."""
     source = SHIPPED_MODELS / CONV_CRITIC / "discriminator.h5"
@@ -112,13 +128,17 @@ def main() -> None:
     parser.add_argument("--json", help="write the measurements here")
     args = parser.parse_args()
     onnx_files = [SHIPPED_MODELS / name / file for name in MODELS for file in ("generator.onnx", "generator_int8.onnx")]
-    h5_files = [SHIPPED_MODELS / name / "generator.h5" for name in MODELS]
     with tempfile.TemporaryDirectory() as scratch:
+        h5_files = dl4j_files(Path(scratch) / "h5")
         onnx_files += critic_files(Path(scratch))
         rows = java_rows(h5_files + onnx_files, args.seconds)
         core_type = openblas_core_type()
         if core_type:
             rows += java_rows(h5_files, args.seconds, core_type)
+        # the shipped DCGAN file, written before that rewrite (UpSampling2D + Conv2D layers), for comparison
+        before = SHIPPED_MODELS / SHIPPED_BEFORE_REWRITE / "generator.h5"
+        written_before = java_rows([before], args.seconds, core_type, batches=BATCHES[:2])
+        rows += [{**row, "runtime": row["runtime"] + ", shipped file (Conv2D layers)"} for row in written_before]
         rows += [python_row(file, batch, args.seconds) for file in onnx_files for batch in BATCHES]
     machine = provenance({})
     table = Table(

@@ -67,6 +67,7 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
         f"conv2d_{name}": (lambda settings=settings: _image(layers.Conv2D(4, **settings)))
         for name, settings in {
             "3_same": {"kernel_size": 3, "padding": "same"},
+            "3x5_same": {"kernel_size": (3, 5), "padding": "same"},
             "3_valid": {"kernel_size": 3},
             "5_stride_2_same": {"kernel_size": 5, "strides": 2, "padding": "same"},
             "4_stride_2_valid": {"kernel_size": 4, "strides": 2},
@@ -100,6 +101,21 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
     "batch_normalization_dense": lambda: _chain((6,), layers.Dense(8), layers.BatchNormalization(), layers.Dense(2)),
     "upsampling2d_on_the_input": lambda: _image(layers.UpSampling2D(), shape=(4, 5, 3)),
     "upsampling2d_2_by_3": lambda: _image(layers.Conv2D(4, 1), layers.UpSampling2D((2, 3)), shape=(4, 4, 3)),
+    # written as one Deconvolution2D (kernel 4, 6 and 4x5)
+    **{
+        f"upsampling2d_then_conv2d_{name}": (
+            lambda size=size, kernel=kernel: _image(
+                layers.Conv2D(4, 1),
+                layers.UpSampling2D(size),
+                layers.Conv2D(3, kernel, padding="same", activation="relu"),
+                shape=(4, 5, 3),
+            )
+        )
+        for name, size, kernel in (("3", 2, 3), ("5", 2, 5), ("2_by_3_then_3", (2, 3), 3))
+    },
+    "upsampling2d_on_the_input_then_conv2d": lambda: _image(
+        layers.UpSampling2D(), layers.Conv2D(4, 3, padding="same"), shape=(4, 5, 3)
+    ),
     "leaky_relu": lambda: _image(layers.Conv2D(4, 3), layers.LeakyReLU(0.3)),
     "prelu_dense": lambda: _chain((6,), layers.Dense(5), layers.PReLU(alpha_initializer=_slopes), layers.Dense(2)),
     "prelu_shared_over_height_and_width": lambda: _image(

@@ -38,7 +38,7 @@ def flat_outputs(graph: Graph) -> dict[str, list[int]]:
 
 def _rewritten(graph: Graph) -> Graph:
     """Activations written as layers, then each layer class's DL4J rewrite (they touch their own class only and keep
-    every name, so their order does not matter)."""
+    every name but that of a layer merged into its only reader, so their order does not matter)."""
     graph = _leaky_relu_layers(graph)
     for kind in supported_layers():
         rewrite = converter(kind).dl4j.rewrite

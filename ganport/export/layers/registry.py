@@ -45,7 +45,8 @@ class TargetRule:
     # Why the target cannot take a layer with these options with the same numbers; None when it can.
     problem: Callable[[dict[str, Any]], str | None] | None = None
     # The graph with this class's layers rewritten so that the target computes the same numbers (layers of other
-    # classes and every name the graph had are kept, so rewrites of different classes can run in any order).
+    # classes and every name the graph had are kept, but for a layer merged into its only reader, so rewrites of
+    # different classes can run in any order).
     rewrite: Callable[[Graph], Graph] | None = None
     # Whether a written layer's config holds every field the target reads without a default of its own.
     required: Callable[[dict[str, Any]], bool] | None = None
