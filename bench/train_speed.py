@@ -43,7 +43,7 @@ from ganport.train_kernels import PACKED_DROPOUT, UPSAMPLED_CONVOLUTION, plan
 GEMM = "GEMM 2048^3 (numpy)"
 CONVOLUTION = "Conv2D 32x28x28x128 -> 64, 3x3"
 # Iterations per timed run: enough for a stable median.
-TIMED_ITERATIONS = {"gan": 100, "cgan": 100, "dcgan": 10}
+TIMED_ITERATIONS = {"gan": 100, "cgan": 100, "dcgan": 10, "dcgan-paper": 50}
 BATCH = 32
 
 

@@ -42,17 +42,18 @@ def test_the_authors_schedules_and_fastest_compiler_are_the_defaults():
     assert {name: TrainConfig(model=name).iterations for name in ARCHITECTURES} == {
         "gan": 30000,
         "dcgan": 4000,
+        "dcgan-paper": 10000,
         "cgan": 10000,
     }
     assert TrainConfig(model="dcgan").jit_compile is True and TrainConfig().jit_compile is True
     assert TrainConfig(model="dcgan", precision="bf16").jit_compile is False
     assert TrainConfig(precision="bf16").jit_compile is True
     assert TrainConfig(model="dcgan", iterations=5, jit_compile=True).jit_compile is True
-    with pytest.raises(UsageError, match="model must be one of gan, dcgan, cgan"):
+    with pytest.raises(UsageError, match="model must be one of gan, dcgan, dcgan-paper, cgan"):
         TrainConfig(model="wgan")
 
 
-@pytest.mark.parametrize(("model", "xla"), [("dcgan", None), ("dcgan", False), ("cgan", None)])
+@pytest.mark.parametrize(("model", "xla"), [("dcgan", None), ("dcgan", False), ("dcgan-paper", None), ("cgan", None)])
 def test_each_architecture_trains_end_to_end_and_resumes_to_the_same_weights(model, xla, tmp_path):
     """The DCGAN under XLA (its default), which compiles each iteration alone (XLA's convolutions inside a compiled
     loop are ~25x slower), and on oneDNN's kernels: resumed from a checkpoint, it ends with the same weights, bit for
