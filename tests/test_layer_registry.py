@@ -104,3 +104,24 @@ def test_a_stride_one_convolution_is_written_for_dl4j_as_a_transposed_one_with_t
     images = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
     expected, actual = (build(item, keras).predict(images, verbose=0) for item in (graph, written))
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_an_upsampling_by_a_large_factor_stays_a_layer_of_its_own():
+    """A file's upsampling factor must not size the transposed kernel (a 1000x factor would ask for terabytes)."""
+    options = {
+        "filters": 2,
+        "kernel_size": (3, 3),
+        "strides": (1, 1),
+        "padding": "same",
+        "dilation_rate": (1, 1),
+        "activation": "linear",
+        "use_bias": False,
+    }
+    layers = (
+        LayerSpec("UpSampling2D", "up", {"size": (1000, 1000), "interpolation": "nearest"}, [], ("x",)),
+        LayerSpec("Conv2D", "conv", options, [np.ones((3, 3, 2, 2), np.float32)], ("up",)),
+    )
+    graph = Graph("large_factor", (InputSpec("x", (4, 4, 2), "float32"),), layers, ("conv",))
+    written = {spec.name: spec for spec in dl4j_form(graph).layers}
+    assert written["up"].kind == "UpSampling2D" and written["conv"].inbound == ("up",)
+    assert written["conv"].kind == "Conv2DTranspose" and written["conv"].options["kernel_size"] == (3, 3)

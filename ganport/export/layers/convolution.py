@@ -88,11 +88,14 @@ def _read_convolution_1d(layer: Any) -> dict[str, Any]:
 def _nearest_then_convolution(upsampling: int, kernel: int) -> tuple[np.ndarray, int] | None:
     """Along one axis, nearest upsampling by `upsampling` (1: none) then a stride-1 "same" convolution of odd size
     `kernel`, as one transposed convolution of stride `upsampling`: the matrix M with transposed[j] = sum_t M[j, t] *
-    kernel[t], and its size. None when Keras would pad that transposed convolution unevenly (DL4J's is symmetric).
+    kernel[t], and its size. None when Keras would pad that transposed convolution unevenly (DL4J's is symmetric) or
+    the factor exceeds the kernel + 1.
 
     Output position s*i + a reads upsampled rows s*i + a + t - r (r = kernel // 2), that is input row
     i + (a + t - r) // s; a transposed convolution of stride s adds input i into output s*i + j - p. Without
     upsampling this is the kernel reversed."""
+    if upsampling > kernel + 1:  # the transposed kernel would exceed twice the size: a file's factor bounds no memory
+        return None
     reach = kernel // 2
     taps = [(phase, tap, (phase + tap - reach) // upsampling) for phase in range(upsampling) for tap in range(kernel)]
     padding = -min(phase - upsampling * row for phase, _, row in taps)
