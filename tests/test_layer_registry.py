@@ -16,21 +16,26 @@ from ganport.export.layers.dl4j import dl4j_form
 from ganport.export.layers.verdicts import markdown_table
 
 
+def _same_convolution(filters: int, kernel: tuple[int, int], use_bias: bool = True) -> dict:
+    """A stride-1 "same" Conv2D's options, as the registry reads them."""
+    return {
+        "filters": filters,
+        "kernel_size": kernel,
+        "strides": (1, 1),
+        "padding": "same",
+        "dilation_rate": (1, 1),
+        "activation": "linear",
+        "use_bias": use_bias,
+    }
+
+
 def _graph_with_every_rewrite() -> Graph:
     """An UpSampling2D on the input, a Dense on images, a BatchNorm without center, a per-channel PReLU and an
     UpSampling2D before a 3x3 Conv2D: each class DL4J gets a rewrite for."""
     rng = np.random.default_rng(0)
     dense = {"units": 3, "activation": "linear", "use_bias": True, "input_rank": 4, "input_steps": None}
     norm = {"momentum": 0.9, "epsilon": 1e-3, "center": False, "scale": True}
-    convolution = {
-        "filters": 2,
-        "kernel_size": (3, 3),
-        "strides": (1, 1),
-        "padding": "same",
-        "dilation_rate": (1, 1),
-        "activation": "linear",
-        "use_bias": True,
-    }
+    convolution = _same_convolution(2, (3, 3))
     layers = (
         LayerSpec("UpSampling2D", "up", {"size": (2, 2), "interpolation": "nearest"}, [], ("x",)),
         LayerSpec("Dense", "dense", dense, [rng.normal(size=(3, 3)), rng.normal(size=3)], ("up",)),
@@ -82,15 +87,7 @@ def test_a_stride_one_convolution_is_written_for_dl4j_as_a_transposed_one_with_t
     """Keras computes the Conv2DTranspose the DL4J form writes (taking in the nearest UpSampling2D before it) as it
     computes the Conv2D: DL4J's side is tests/test_dl4j_claims.py."""
     rng = np.random.default_rng(1)
-    options = {
-        "filters": 4,
-        "kernel_size": kernel,
-        "strides": (1, 1),
-        "padding": "same",
-        "dilation_rate": (1, 1),
-        "activation": "linear",
-        "use_bias": True,
-    }
+    options = _same_convolution(4, kernel)
     weights = [rng.normal(size=(*kernel, 3, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)]
     layers = [LayerSpec("Conv2D", "conv", options, weights, ("x",))]
     if upsampling is not None:
@@ -108,15 +105,7 @@ def test_a_stride_one_convolution_is_written_for_dl4j_as_a_transposed_one_with_t
 
 def test_an_upsampling_by_a_large_factor_stays_a_layer_of_its_own():
     """A file's upsampling factor must not size the transposed kernel (a 1000x factor would ask for terabytes)."""
-    options = {
-        "filters": 2,
-        "kernel_size": (3, 3),
-        "strides": (1, 1),
-        "padding": "same",
-        "dilation_rate": (1, 1),
-        "activation": "linear",
-        "use_bias": False,
-    }
+    options = _same_convolution(2, (3, 3), use_bias=False)
     layers = (
         LayerSpec("UpSampling2D", "up", {"size": (1000, 1000), "interpolation": "nearest"}, [], ("x",)),
         LayerSpec("Conv2D", "conv", options, [np.ones((3, 3, 2, 2), np.float32)], ("up",)),
