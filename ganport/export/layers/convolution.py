@@ -98,13 +98,14 @@ def _nearest_then_convolution(upsampling: int, kernel: int) -> tuple[np.ndarray,
         return None
     reach = kernel // 2
     taps = [(phase, tap, (phase + tap - reach) // upsampling) for phase in range(upsampling) for tap in range(kernel)]
-    padding = -min(phase - upsampling * row for phase, _, row in taps)
-    size = max(phase - upsampling * row for phase, _, row in taps) + padding + 1
+    offsets = [phase - upsampling * row for phase, _, row in taps]  # each tap's kernel index, before padding
+    padding = -min(offsets)
+    size = max(offsets) + padding + 1
     if size - upsampling != 2 * padding:  # Keras pads a "same" transposed convolution by (size - stride) // 2 first
         return None
     matrix = np.zeros((size, kernel))
-    for phase, tap, row in taps:
-        matrix[phase + padding - upsampling * row, tap] += 1
+    for (_, tap, _), offset in zip(taps, offsets, strict=True):
+        matrix[offset + padding, tap] += 1
     return matrix, size
 
 
