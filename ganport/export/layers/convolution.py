@@ -136,8 +136,9 @@ def _convolutions_transposed(graph: Graph) -> Graph:
 
     DL4J 1.0.0-M2.1 runs its Deconvolution2D 1.2x to 50x faster than its ConvolutionLayer on the same product (its
     convolution copies the input into im2col columns through a strided permute first; docs/java-check.md), and an
-    absorbed upsampling is never materialised, with 4/9 of the products. The layer keeps the Conv2D's name; an
-    absorbed UpSampling2D's name is gone (only the Conv2D read it)."""
+    absorbed upsampling is never materialised, with 4/9 of the products. It is written cropped
+    (_transposes_cropped), the Cropping2D with the Conv2D's name; an absorbed UpSampling2D's name is gone (only the
+    Conv2D read it)."""
     absorbed = _absorbed_upsamplings(graph)
     gone = {upsampling.name for upsampling in absorbed.values()}
     layers: list[LayerSpec] = []
@@ -155,6 +156,58 @@ def _convolutions_transposed(graph: Graph) -> Graph:
         options = {**spec.options, "kernel_size": (height, width), "strides": strides, "output_padding": None}
         inbound = upsampling.inbound if upsampling is not None else spec.inbound
         layers.append(LayerSpec("Conv2DTranspose", spec.name, options, [kernel, *spec.weights[1:]], inbound))
+    return _transposes_cropped(graph.with_layers(layers))
+
+
+def _cropping(options: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
+    """What a "same" Conv2DTranspose crops from its "valid" output, per axis (before, after): Keras pads it as the
+    convolution it is the gradient of, by k - s in all, (k - s) // 2 first. None where nothing is cropped: padding
+    "valid", or a kernel smaller than the stride (then "same" pads rather than crops)."""
+    totals = [kernel - stride for kernel, stride in zip(options["kernel_size"], options["strides"], strict=True)]
+    if options["padding"] != "same" or min(totals) < 0:
+        return None
+    return tuple((total // 2, total - total // 2) for total in totals)
+
+
+# DL4J layers that hand on the array they read at inference (an activation in place, a dropout as it is), and
+# the layer that computes a new one from it.
+_HANDING_ON = frozenset({"Activation", "LeakyReLU", "ReLU", "Dropout", "SpatialDropout2D"})
+_COPYING = "BatchNormalization"
+
+
+def _copied_before_use(graph: Graph, name: str) -> bool:
+    """Whether every reader of layer `name`, past the layers that hand its array on, is a BatchNormalization or the
+    model's output: DL4J's Cropping2D gives a view of its input, and ND4J's oneDNN deconv2d reads a view wrongly
+    (a Deconvolution2D given a cropped view: outputs off by 1e35 where the plain build is exact; measured with
+    1.0.0-M2.1). Any other reader might hand the view to a oneDNN op."""
+    readers = graph.consumers()
+    kinds = {spec.name: spec.kind for spec in graph.layers}
+    pending = [name]
+    while pending:
+        for reader in readers[pending.pop()]:
+            kind = kinds.get(reader)
+            if kind in _HANDING_ON:
+                pending.append(reader)
+            elif kind != _COPYING and reader in kinds:  # a layer's name, not the output's mark
+                return False
+    return True
+
+
+def _transposes_cropped(graph: Graph) -> Graph:
+    """Each "same" Conv2DTranspose whose output is copied before use (_copied_before_use) as its "valid" one (named
+    `<name>_full`) then a Cropping2D with its name: the same numbers. ND4J 1.0.0-M2.1's deconv2d runs through oneDNN
+    only in "valid" mode (its PLATFORM_CHECK refuses "same"): with the oneDNN build of ND4J the DCGAN generator runs
+    about 4x faster (docs/java-check.md); with the plain build the crop is one view."""
+    layers: list[LayerSpec] = []
+    taken = set(graph.names())
+    for spec in graph.layers:
+        cropping = _cropping(spec.options) if spec.kind == "Conv2DTranspose" else None
+        if cropping is None or not _copied_before_use(graph, spec.name):
+            layers.append(spec)
+            continue
+        full = unique_name(f"{spec.name}_full", taken)
+        layers.append(replace(spec, name=full, options={**spec.options, "padding": "valid"}))
+        layers.append(LayerSpec("Cropping2D", spec.name, {"cropping": cropping}, [], (full,)))
     return graph.with_layers(layers)
 
 
@@ -175,8 +228,9 @@ _CONVOLUTIONS: tuple[tuple[str, Callable, TargetRule, Callable[[LayerSpec], int]
         _read_convolution,
         TargetRule(
             problem=_transpose_problem,
+            rewrite=_transposes_cropped,
             required=lambda config: config.get("output_padding") is None,
-            note="Deconvolution2D, NHWC",
+            note='Deconvolution2D, NHWC; "same" read by a BatchNorm or the output: "valid" + Cropping2D (faster)',
         ),
         # kernel [kh, kw, out, in]; with strides an output sums fewer, so this is the most one can
         lambda spec: math.prod(spec.weights[0].shape[:2]) * spec.weights[0].shape[3],
