@@ -87,7 +87,10 @@ def build_java_check(log: Callable[[str], None] = print) -> list[str]:
                     f"`{tool}` is not installed; DL4J parity needs Maven and a JDK 17 "
                     "(apt-get install maven openjdk-17-jdk-headless), or pass --no-dl4j."
                 )
-        log("building java-check with Maven (the first build downloads about 180 MB of DL4J; later ones reuse ~/.m2)")
+        log(
+            "building java-check with Maven (the first build downloads about 330 MB: DL4J, ND4J's oneDNN build, ONNX "
+            "Runtime for Java; later ones reuse ~/.m2)"
+        )
         result = subprocess.run(
             ["mvn", "-B", "-q", "-DskipTests", "package"], cwd=folder, capture_output=True, text=True
         )
@@ -128,12 +131,33 @@ class JvmMemory:
 
 # java-check's runtimes: the name ParityCheck takes, and the suffix of the files it runs.
 JVM_RUNTIMES = {"dl4j": ".h5", "onnx": ".onnx"}
+# ND4J's native builds java-check carries (pom.xml), by the name GANPORT_DL4J_NATIVES takes, each with the JavaCPP
+# platform extension that loads it. oneDNN's runs DL4J's "valid" Deconvolution2D through oneDNN, about 4x faster
+# (docs/java-check.md); it is the build to deploy with, so parity is proven on it unless the plain one is named.
+DL4J_NATIVES_ENV = "GANPORT_DL4J_NATIVES"
+DL4J_NATIVES = {"onednn": "-onednn", "plain": ""}
+
+
+def dl4j_natives() -> str:
+    """The ND4J build GANPORT_DL4J_NATIVES names (oneDNN's by default)."""
+    name = os.environ.get(DL4J_NATIVES_ENV, "onednn")
+    if name not in DL4J_NATIVES:
+        raise UsageError(
+            f"{DL4J_NATIVES_ENV}={name!r} names no ND4J build java-check has: use one of {', '.join(DL4J_NATIVES)}."
+        )
+    return name
+
+
+def dl4j_natives_option(natives: str) -> str:
+    """The JVM option under which JavaCPP loads that ND4J build."""
+    return f"-Dorg.bytedeco.javacpp.platform.extension={DL4J_NATIVES[natives]}"
 
 
 def run_java_check(folder: Path, runtime: str = "dl4j", log: Callable[[str], None] = print) -> dict:
     """Run java-check's ParityCheck on a folder of exports through one JVM runtime (DL4J on the HDF5 files, ONNX
     Runtime for Java on the ONNX files), within JvmMemory's caps; returns its JSON report: numbers only (no tolerance
     is given to it), which ganport's parity rule judges here."""
+    natives = dl4j_natives()
     classpath = build_java_check(log)
     memory = JvmMemory.from_budget()
     with tempfile.TemporaryDirectory() as scratch:
@@ -141,6 +165,7 @@ def run_java_check(folder: Path, runtime: str = "dl4j", log: Callable[[str], Non
         command = [
             "java",
             *memory.options(),
+            dl4j_natives_option(natives),
             "-cp",
             os.pathsep.join(classpath),
             PARITY_MAIN,
@@ -159,7 +184,15 @@ def run_java_check(folder: Path, runtime: str = "dl4j", log: Callable[[str], Non
                     "raise GANPORT_MEMORY_BUDGET on a machine that has it, or pass --no-jvm."
                 )
             raise VerifyError(f"java-check's parity check ({runtime}) did not run (exit {result.returncode}): {tail}")
-        return json.loads(report_path.read_text())
+        report = json.loads(report_path.read_text())
+    if runtime == "dl4j":
+        log(f"DL4J ran on ND4J's {natives} build (set {DL4J_NATIVES_ENV} to one of {', '.join(DL4J_NATIVES)})")
+    if report.get("natives") != natives:  # fail closed: parity proven on one build must not be claimed for another
+        raise VerifyError(
+            f"java-check ran ND4J's {report.get('natives')} build where {DL4J_NATIVES_ENV} asks for {natives}: "
+            "rebuild java-check (rm -r java-check/target) so that its classpath holds both builds."
+        )
+    return report
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.nativeblas.NativeOpsHolder;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.nd4j.shade.jackson.databind.SerializationFeature;
 
@@ -83,6 +84,8 @@ public final class ParityCheck {
     public static final class Report {
         public String dl4jVersion = "1.0.0-M2.1";
         public String runtime;
+        /** The ND4J build that ran DL4J: "onednn" or "plain" (java-check carries both; pom.xml says which loads). */
+        public String natives;
         /** The TOLERANCE given, or null: the report then holds numbers only. */
         public Double tolerance;
         /** Every model compared, and within the TOLERANCE where one was given. */
@@ -142,6 +145,8 @@ public final class ParityCheck {
         Report report = new Report();
         report.tolerance = tolerance;
         report.runtime = runtime.label();
+        report.natives = NativeOpsHolder.getInstance().getDeviceNativeOps().buildInfo().contains("HAVE_ONEDNN")
+                ? "onednn" : "plain";
         List<Path> models;
         try (Stream<Path> files = Files.list(folder.toPath())) {
             models = files.filter(p -> p.toString().endsWith(runtime.suffix) && !p.toString().endsWith(VECTORS_SUFFIX))
