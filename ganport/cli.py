@@ -361,7 +361,13 @@ def export(
     format: FormatOption = DEFAULT_FORMAT,
     out: Annotated[Path | None, typer.Option(help="Output folder, or file when one model is exported.")] = None,
     precision: ExportPrecisionOption = FULL_PRECISION,
-    fold: Annotated[bool, typer.Option(help="ONNX only: fold each BatchNorm into the next Dense.")] = True,
+    fold: Annotated[
+        bool,
+        typer.Option(
+            help="ONNX and h5: fold each BatchNorm into a Dense or convolution beside it where that is exact "
+            "(--no-fold keeps the layers, to train further in DL4J)."
+        ),
+    ] = True,
     force: Annotated[
         bool, typer.Option(help="Write an fp16/int8 variant even if it fails its quality or speed gate.")
     ] = False,
