@@ -1,16 +1,17 @@
 """The JVM routes' speed beside Python's, on the same files in one run: samples/s and p50/p99 latency per batch size.
 
 Runs java-check's SpeedBench (DL4J on each reference generator's HDF5 file as `ganport export --format h5` writes it
-today, exported for the run and verified with DL4J first, and on the shipped DCGAN file written before its
-convolutions became Deconvolution2D layers; ONNX Runtime for Java on the fp32 and int8 ONNX files and on the DCGAN
-critic's, exported for the run), then Python's onnxruntime on the same ONNX files,
-timed the same way: 1 s of warm-up, then calls for about --seconds (at least 10), the median call giving samples/s.
-Both use one thread per core: OMP_NUM_THREADS for DL4J (ND4J's native CPU backend), onnxruntime's default intra-op
-pool elsewhere.
+today, exported for the run and verified with DL4J first, and on the shipped MLP and DCGAN files written before
+BatchNorm was folded and convolutions became Deconvolution2D layers; ONNX Runtime for Java on the fp32 and int8 ONNX
+files and on the DCGAN critic's, exported for the run), then Python's onnxruntime on the same ONNX files, timed the
+same way: 1 s of warm-up, then calls for about --seconds (at least 10), the median call giving samples/s. Both use
+one thread per core: OMP_NUM_THREADS for DL4J (ND4J's native CPU backend), onnxruntime's default intra-op pool
+elsewhere.
 
-DL4J runs twice: as it starts by itself, and with OPENBLAS_CORETYPE naming the kernel family this CPU's flags allow
-(ND4J's bundled OpenBLAS picks its kernels from the CPU model number, and falls back to its slowest, Prescott's, on
-a model it does not know, such as a virtualised Xeon's).
+DL4J runs three times: on ND4J's plain build as it starts by itself, the same with OPENBLAS_CORETYPE naming the kernel
+family this CPU's flags allow (ND4J's bundled OpenBLAS picks its kernels from the CPU model number, and falls back to
+its slowest, Prescott's, on a model it does not know, such as a virtualised Xeon's), and on ND4J's oneDNN build
+(java-check carries both; ganport.verify.DL4J_NATIVES) with that core type.
 
     .venv/bin/python bench/jvm_speed.py [--seconds 3] [--json bench/results/DATE-jvm_speed.json]
 """
@@ -32,11 +33,13 @@ from rich.table import Table
 from ganport.export import ExportOptions, export
 from ganport.host import cpu_flags, provenance
 from ganport.runtime import SHIPPED_MODELS
-from ganport.verify import build_java_check, verify
+from ganport.verify import build_java_check, dl4j_natives_option, verify
 
 MODELS = ["mnist-gan", "mnist-cgan", "mnist-dcgan"]
 CONV_CRITIC = "mnist-dcgan"  # its discriminator: the shipped convolutional critic
-SHIPPED_BEFORE_REWRITE = "mnist-dcgan"  # its generator.h5 holds UpSampling2D + Conv2D layers as DL4J read them before
+# Shipped generator.h5 files written before today's forms, timed beside them: BatchNorm layers (the lecture's MLP),
+# UpSampling2D + Conv2D layers (the DCGAN).
+SHIPPED_BEFORE = {"mnist-gan": "BatchNorm layers", "mnist-dcgan": "Conv2D layers"}
 BATCHES = [1, 64, 1024]
 
 
@@ -49,21 +52,29 @@ def openblas_core_type() -> str | None:
 
 
 def java_rows(
-    files: list[Path], seconds: float, core_type: str | None = None, batches: list[int] = BATCHES
+    files: list[Path],
+    seconds: float,
+    core_type: str | None = None,
+    batches: list[int] = BATCHES,
+    natives: str = "plain",
 ) -> list[dict]:
+    """SpeedBench's rows, DL4J's labelled with what it ran on: ND4J's `natives` build and the OpenBLAS core type."""
     classpath = build_java_check()
     cores = str(os.cpu_count())
     env = {**os.environ, "OMP_NUM_THREADS": cores, **({"OPENBLAS_CORETYPE": core_type} if core_type else {})}
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "speed.json"
-        command = ["java", "-cp", os.pathsep.join(classpath), "ganport.dl4j.SpeedBench", str(out), str(seconds)]
+        command = ["java", dl4j_natives_option(natives), "-cp", os.pathsep.join(classpath), "ganport.dl4j.SpeedBench"]
         subprocess.run(
-            [*command, ",".join(map(str, batches)), *map(str, files)], env=env, check=True, capture_output=True
+            [*command, str(out), str(seconds), ",".join(map(str, batches)), *map(str, files)],
+            env=env,
+            check=True,
+            capture_output=True,
         )
         rows = json.loads(out.read_text())
-    if core_type:
-        for row in rows:
-            row["runtime"] += f", OPENBLAS_CORETYPE={core_type}"
+    for row in rows:
+        if row["runtime"] == "dl4j":
+            row["runtime"] += f", ND4J {natives}" + (f", OPENBLAS_CORETYPE={core_type}" if core_type else "")
     return rows
 
 
@@ -102,7 +113,8 @@ def python_row(file: Path, batch: int, seconds: float) -> dict:
 
 def dl4j_files(scratch: Path) -> list[Path]:
     """Each reference generator's HDF5 file as ganport writes it today (for a convolutional one, every stride-1
-    Conv2D as a Deconvolution2D, an UpSampling2D before it taken in), exported here and verified with DL4J."""
+    Conv2D as a Deconvolution2D, an UpSampling2D before it taken in, "valid" and cropped), exported here and
+    verified with DL4J (on ND4J's oneDNN build)."""
     quiet = lambda line: None  # noqa: E731
     files = [export(SHIPPED_MODELS / name / "generator.h5", "h5", scratch / name, log=quiet)[0].path for name in MODELS]
     failed = [item.line() for name in MODELS for item in verify(scratch / name, jvm=True, log=quiet) if not item.passed]
@@ -135,10 +147,10 @@ def main() -> None:
         core_type = openblas_core_type()
         if core_type:
             rows += java_rows(h5_files, args.seconds, core_type)
-        # the shipped DCGAN file, written before that rewrite (UpSampling2D + Conv2D layers), for comparison
-        before = SHIPPED_MODELS / SHIPPED_BEFORE_REWRITE / "generator.h5"
-        written_before = java_rows([before], args.seconds, core_type, batches=BATCHES[:2])
-        rows += [{**row, "runtime": row["runtime"] + ", shipped file (Conv2D layers)"} for row in written_before]
+        rows += java_rows(h5_files, args.seconds, core_type, natives="onednn")
+        for name, form in SHIPPED_BEFORE.items():
+            written_before = java_rows([SHIPPED_MODELS / name / "generator.h5"], args.seconds, core_type, BATCHES[:2])
+            rows += [{**row, "runtime": row["runtime"] + f", shipped file ({form})"} for row in written_before]
         rows += [python_row(file, batch, args.seconds) for file in onnx_files for batch in BATCHES]
     machine = provenance({})
     table = Table(
