@@ -185,13 +185,13 @@ def run_java_check(folder: Path, runtime: str = "dl4j", log: Callable[[str], Non
                 )
             raise VerifyError(f"java-check's parity check ({runtime}) did not run (exit {result.returncode}): {tail}")
         report = json.loads(report_path.read_text())
-    if runtime == "dl4j":
-        log(f"DL4J ran on ND4J's {natives} build (set {DL4J_NATIVES_ENV} to one of {', '.join(DL4J_NATIVES)})")
     if report.get("natives") != natives:  # fail closed: parity proven on one build must not be claimed for another
         raise VerifyError(
             f"java-check ran ND4J's {report.get('natives')} build where {DL4J_NATIVES_ENV} asks for {natives}: "
             "rebuild java-check (rm -r java-check/target) so that its classpath holds both builds."
         )
+    if runtime == "dl4j":
+        log(f"DL4J ran on ND4J's {natives} build (set {DL4J_NATIVES_ENV} to one of {', '.join(DL4J_NATIVES)})")
     return report
 
 

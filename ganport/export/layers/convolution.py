@@ -175,13 +175,11 @@ _HANDING_ON = frozenset({"Activation", "LeakyReLU", "ReLU", "Dropout", "SpatialD
 _COPYING = "BatchNormalization"
 
 
-def _copied_before_use(graph: Graph, name: str) -> bool:
-    """Whether every reader of layer `name`, past the layers that hand its array on, is a BatchNormalization or the
-    model's output: DL4J's Cropping2D gives a view of its input, and ND4J's oneDNN deconv2d reads a view wrongly
-    (a Deconvolution2D given a cropped view: outputs off by 1e35 where the plain build is exact; measured with
-    1.0.0-M2.1). Any other reader might hand the view to a oneDNN op."""
-    readers = graph.consumers()
-    kinds = {spec.name: spec.kind for spec in graph.layers}
+def _copied_before_use(name: str, readers: dict[str, list[str]], kinds: dict[str, str]) -> bool:
+    """Whether every reader of layer `name` (`readers`: Graph.consumers()), past the layers that hand its array on,
+    is a BatchNormalization or the model's output: DL4J's Cropping2D gives a view of its input, and ND4J's oneDNN
+    deconv2d reads a view wrongly (a Deconvolution2D given a cropped view: outputs off by 1e35 where the plain build
+    is exact; measured with 1.0.0-M2.1). Any other reader might hand the view to a oneDNN op."""
     pending = [name]
     while pending:
         for reader in readers[pending.pop()]:
@@ -200,9 +198,10 @@ def _transposes_cropped(graph: Graph) -> Graph:
     about 4x faster (docs/java-check.md); with the plain build the crop is one view."""
     layers: list[LayerSpec] = []
     taken = set(graph.names())
+    readers, kinds = graph.consumers(), {spec.name: spec.kind for spec in graph.layers}
     for spec in graph.layers:
         cropping = _cropping(spec.options) if spec.kind == "Conv2DTranspose" else None
-        if cropping is None or not _copied_before_use(graph, spec.name):
+        if cropping is None or not _copied_before_use(spec.name, readers, kinds):
             layers.append(spec)
             continue
         full = unique_name(f"{spec.name}_full", taken)
