@@ -33,7 +33,8 @@ SHIPPED_MODELS = Path(
         "GANPORT_MODELS", _PACKAGED_MODELS if _PACKAGED_MODELS.is_dir() else _PACKAGED_MODELS.parent.parent / "models"
     )
 )
-DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan" / "generator.onnx"
+# What `sample` and `serve` run when no model is named: the best-scoring unconditional reference (its card says why).
+DEFAULT_GENERATOR = SHIPPED_MODELS / "mnist-gan-ema" / "generator.onnx"
 # Labels drawn for a conditional generator come from their own stream of the seed, so the noise stays the same.
 LABEL_STREAM = 1
 # What `labels=` may be: one class for every image, one per image, or None (drawn uniformly when conditional).

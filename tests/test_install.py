@@ -55,7 +55,7 @@ def test_sample_and_eval_run_from_an_empty_folder_on_the_packaged_models(base_in
     folder, env = base_install["folder"], base_install["env"]
     sampled = _run([base_install["ganport"], "sample", "-n", "4", "--out", "grid.png"], folder, env)
     assert sampled.returncode == 0, sampled.stderr
-    assert "site-packages/ganport/shipped/mnist-gan/generator.onnx" in sampled.stdout + sampled.stderr
+    assert "site-packages/ganport/shipped/mnist-gan-ema/generator.onnx" in sampled.stdout + sampled.stderr
     assert (folder / "grid.png").is_file()
     located = _run(
         [base_install["python"], "-c", "from ganport.runtime import SHIPPED_MODELS as m; print(m)"], folder, env
