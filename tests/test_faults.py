@@ -187,10 +187,11 @@ def test_eval_takes_any_n_from_its_minimum_and_scores_in_bounded_memory(tmp_path
 def test_large_npy_streams_in_batches_and_equals_one_batch(tmp_path):
     from ganport.runtime import Generator
 
-    result = invoke("sample", "-n", "2500", "--batch-size", "1000", "--out", tmp_path / "s.npy", "--seed", "4")
+    model = SHIPPED / "generator.onnx"
+    result = invoke("sample", model, "-n", "2500", "--batch-size", "1000", "--out", tmp_path / "s.npy", "--seed", "4")
     assert result.exit_code == 0, result.output
     streamed = np.load(tmp_path / "s.npy")
-    np.testing.assert_array_equal(streamed, Generator(SHIPPED / "generator.onnx", "cpu").sample(2500, seed=4))
+    np.testing.assert_array_equal(streamed, Generator(model, "cpu").sample(2500, seed=4))
 
 
 # --- full and read-only disks: every writer fails with one line and leaves nothing -----------------------------
