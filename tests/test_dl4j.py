@@ -37,7 +37,7 @@ def test_java_check_junit_suite_passes_on_both_jvm_routes_with_models_ganport_ex
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "Tests run: 11, Failures: 0, Errors: 0, Skipped: 0" in output
+    assert "Tests run: 12, Failures: 0, Errors: 0, Skipped: 0" in output
     assert "generator [dl4j]: max abs diff" in output and "not DL4J-importable: Keras major version" in output
     assert "mnist-dcgan: generator [java onnxruntime]: max abs diff" in output
 

@@ -9,6 +9,8 @@ OUT/graphs/       DCGAN generator (Sequential -> MultiLayerNetwork), CGAN genera
                   ComputationGraph), saved the lecture's tf_keras way and exported with `--format h5`
 OUT/graphs-perturbed/  the CGAN generator with one embedding weight moved by 1e-2, and its untouched test vectors
 OUT/perturbed-onnx/     exported/generator.onnx with one weight of its first kernel moved by 1e-2, and its vectors
+OUT/fixed-length/       exported/generator.h5 with model_config a fixed-length byte string, as Keras 2.0-2.2 wrote it
+                        (ganport's writer stores a variable-length one), and the untouched test vectors
 (exported/ and graphs/ also hold each model's ONNX export, for ONNX Runtime for Java)
 """
 
@@ -35,6 +37,7 @@ def main(out: Path) -> None:
         return
     import h5py
     import keras
+    import numpy as np
     import onnx
     import onnx.numpy_helper
     import zoo
@@ -89,6 +92,12 @@ def main(out: Path) -> None:
     weights[0, 0] += 1e-2
     kernel.CopyFrom(onnx.numpy_helper.from_array(weights, kernel.name))
     onnx.save(model, moved_onnx / "generator.onnx")
+    fixed_length = out / "fixed-length"
+    fixed_length.mkdir()
+    for suffix in (".h5", "_inputs_and_outputs.h5"):
+        shutil.copy(out / "exported" / f"generator{suffix}", fixed_length / f"generator{suffix}")
+    with h5py.File(fixed_length / "generator.h5", "r+") as archive:
+        archive.attrs["model_config"] = np.bytes_(archive.attrs["model_config"].encode("utf8"))
     (out / "complete").write_text("ok\n")
     print(f"ganport fixtures written to {out}")
 

@@ -1,6 +1,8 @@
 package ganport.dl4j;
 
 import java.io.File;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -14,15 +16,28 @@ import org.deeplearning4j.nn.conf.layers.OutputLayer;
 import org.deeplearning4j.nn.conf.preprocessor.CnnToFeedForwardPreProcessor;
 import org.deeplearning4j.nn.graph.ComputationGraph;
 import org.deeplearning4j.nn.graph.vertex.GraphVertex;
+import org.bytedeco.hdf5.Attribute;
+import org.bytedeco.hdf5.DataSpace;
+import org.bytedeco.hdf5.DataType;
+import org.bytedeco.hdf5.H5File;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.PointerPointer;
 import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
-import org.deeplearning4j.nn.modelimport.keras.KerasModelImport;
+import org.deeplearning4j.nn.modelimport.keras.KerasModel;
+import org.deeplearning4j.nn.modelimport.keras.KerasSequentialModel;
+import org.deeplearning4j.nn.modelimport.keras.utils.KerasModelBuilder;
 import org.deeplearning4j.nn.multilayer.MultiLayerNetwork;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 
+import static org.bytedeco.hdf5.global.hdf5.H5F_ACC_RDONLY;
+import static org.bytedeco.hdf5.global.hdf5.H5free_memory;
+
 /**
- * A Keras HDF5 model imported the way its config asks: a Sequential with {@code importKerasSequentialModelAndWeights}
- * (a MultiLayerNetwork), a functional Model with {@code importKerasModelAndWeights} (a ComputationGraph). Inputs are
+ * A Keras HDF5 model imported the way its config asks, by DL4J's own importer: a Sequential as a MultiLayerNetwork
+ * (what {@code importKerasSequentialModelAndWeights} builds), a functional Model as a ComputationGraph ({@code
+ * importKerasModelAndWeights}), with the file's attributes read by {@link #rootString} rather than DL4J's. Inputs are
  * Keras's own arrays by Keras input name (images NHWC, class labels as float indices); outputs come back in Keras's
  * output order.
  */
@@ -47,24 +62,100 @@ public abstract class ImportedModel implements GanModel {
      * with {@code WorkspaceMode.ENABLED} is what DL4J recommends for speed (reused off-heap buffers). */
     @SuppressWarnings("unchecked")
     public static ImportedModel load(File modelFile, WorkspaceMode workspaces) throws Exception {
-        Map<String, Object> config;
-        try (Hdf5Archive archive = new Hdf5Archive(modelFile.getPath())) {
-            config = new ObjectMapper().readValue(archive.readAttributeAsJson("model_config"), Map.class);
+        String modelConfig = rootString(modelFile, "model_config");
+        if (modelConfig == null) {
+            throw new IOException(modelFile + " has no model_config attribute: not a Keras model file");
+        }
+        Map<String, Object> config = new ObjectMapper().readValue(modelConfig, Map.class);
+        KerasModelBuilder builder = ("Sequential".equals(config.get("class_name"))
+                ? new KerasSequentialModel().modelBuilder() : new KerasModel().modelBuilder())
+                .modelJson(importerJson(modelFile, config))
+                .weightsHdf5Filename(modelFile.getPath())
+                .enforceTrainingConfig(false);
+        String trainingConfig = rootString(modelFile, "training_config");
+        if (trainingConfig != null) {
+            builder.trainingJson(trainingConfig);
         }
         ImportedModel model;
         if ("Sequential".equals(config.get("class_name"))) {
-            MultiLayerNetwork network = KerasModelImport.importKerasSequentialModelAndWeights(modelFile.getPath(), false);
+            MultiLayerNetwork network = builder.buildSequential().getMultiLayerNetwork();
             network.getLayerWiseConfigurations().setInferenceWorkspaceMode(workspaces);
             network.getLayerWiseConfigurations().setTrainingWorkspaceMode(workspaces);
             model = new Sequential(network);
         } else {
-            ComputationGraph graph = KerasModelImport.importKerasModelAndWeights(modelFile.getPath(), false);
+            ComputationGraph graph = builder.buildModel().getComputationGraph();
             graph.getConfiguration().setInferenceWorkspaceMode(workspaces);
             graph.getConfiguration().setTrainingWorkspaceMode(workspaces);
             model = new Graph(graph);
         }
         model.kerasConfig = config;
         return model;
+    }
+
+    /**
+     * The model JSON DL4J's {@code KerasModelBuilder.modelHdf5Filename} would build from the file's attributes:
+     * model_config plus keras_version (its first 5 characters, as DL4J reads it) and, for Keras 2, backend.
+     */
+    private static String importerJson(File modelFile, Map<String, Object> config) throws Exception {
+        Map<String, Object> json = new LinkedHashMap<>(config);
+        String kerasVersion = rootString(modelFile, "keras_version");
+        if (kerasVersion != null) {
+            json.put("keras_version", kerasVersion.substring(0, Math.min(5, kerasVersion.length())));
+            String backend = rootString(modelFile, "backend");
+            if (kerasVersion.startsWith("2") && backend != null) {
+                json.put("backend", backend);
+            }
+        }
+        return new ObjectMapper().writeValueAsString(json);
+    }
+
+    /**
+     * A string attribute at the root of an HDF5 file, read whole, or null where there is none. Not DL4J's
+     * {@code Hdf5Archive.readAttributeAsJson}: that reads into a 2048-byte buffer first, and HDF5 copies the whole
+     * string into it, overrunning the heap by several KB for any real model_config, which later crashed a JVM inside
+     * HDF5's free lists. Every HDF5 object is closed here, under DL4J's HDF5 lock, never by the garbage collector.
+     */
+    static String rootString(File file, String name) throws IOException {
+        synchronized (Hdf5Archive.LOCK_OBJECT) {
+            H5File h5 = new H5File(file.getPath(), H5F_ACC_RDONLY());
+            try {
+                if (!h5.attrExists(name)) {
+                    return null;
+                }
+                Attribute attribute = h5.openAttribute(name);
+                DataType type = attribute.getDataType();
+                DataSpace space = attribute.getSpace();
+                try {
+                    if (space.getSimpleExtentNpoints() != 1) {
+                        throw new IOException(file + ": attribute " + name + " is not a single string");
+                    }
+                    if (type.isVariableStr()) {
+                        // HDF5 allocates a variable-length string and stores its address in our one-pointer buffer.
+                        PointerPointer<BytePointer> address = new PointerPointer<>(1L);
+                        attribute.read(type, (Pointer) address);
+                        BytePointer chars = address.get(BytePointer.class, 0);
+                        try {
+                            return chars.getString(StandardCharsets.UTF_8);
+                        } finally {
+                            H5free_memory(chars);
+                        }
+                    }
+                    // A fixed-length string fills exactly its type's size, padded with zero bytes (h5py's way).
+                    BytePointer chars = new BytePointer(type.getSize() + 1);
+                    chars.zero();
+                    attribute.read(type, (Pointer) chars);
+                    String padded = chars.getString(StandardCharsets.UTF_8);
+                    int end = padded.indexOf('\0');
+                    return end < 0 ? padded : padded.substring(0, end);
+                } finally {
+                    space.deallocate();
+                    type.deallocate();
+                    attribute.deallocate();
+                }
+            } finally {
+                h5.deallocate();
+            }
+        }
     }
 
     /** Input name -> size of its last axis, read from the model's Keras config (a Sequential's input is `z`). */

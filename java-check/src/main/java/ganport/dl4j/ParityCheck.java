@@ -190,10 +190,10 @@ public final class ParityCheck {
         result.networkKind = network.kind();
         try (network; Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
             Map<String, INDArray> inputs = new LinkedHashMap<>();
-            for (String input : names(vectors, "inputs")) {
+            for (String input : names(vectorsFile, "inputs")) {
                 inputs.put(input, vectors.readDataSet(input, "inputs"));
             }
-            List<String> outputNames = names(vectors, "outputs");
+            List<String> outputNames = names(vectorsFile, "outputs");
             double outputScale = 1.0;
             INDArray[] dl4jOutputs = network.outputs(inputs);
             if (dl4jOutputs.length != outputNames.size()) {
@@ -307,8 +307,12 @@ public final class ParityCheck {
 
     /** The input or output names a test-vector file lists, in the Keras model's order. */
     @SuppressWarnings("unchecked")
-    static List<String> names(Hdf5Archive vectors, String attribute) throws Exception {
-        Map<String, Object> parsed = new ObjectMapper().readValue(vectors.readAttributeAsJson(attribute), Map.class);
+    static List<String> names(File vectorsFile, String attribute) throws Exception {
+        String json = ImportedModel.rootString(vectorsFile, attribute);
+        if (json == null) {
+            throw new IOException(vectorsFile + " has no " + attribute + " attribute: not a test-vector file");
+        }
+        Map<String, Object> parsed = new ObjectMapper().readValue(json, Map.class);
         return (List<String>) parsed.get(attribute);
     }
 

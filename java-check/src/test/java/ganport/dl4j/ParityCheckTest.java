@@ -111,6 +111,26 @@ class ParityCheckTest {
                 new File(fixtures, "graphs/dcgan_generator.h5"), temp.resolve("x.png").toFile(), 4, 0, List.of(7)));
     }
 
+    /**
+     * model_config longer than the 2048 bytes DL4J's Hdf5Archive first reads it into, stored both ways Keras wrote it
+     * (variable-length by h5py 3 and tf_keras, fixed-length by Keras 2.0-2.2): read whole, and imported the same.
+     */
+    @Test
+    void modelConfigIsReadWholeInBothStringKindsAndImportsTheSame() throws Exception {
+        String variableLength = ImportedModel.rootString(new File(fixtures, "exported/generator.h5"), "model_config");
+        String fixedLength = ImportedModel.rootString(new File(fixtures, "fixed-length/generator.h5"), "model_config");
+        assertTrue(variableLength.length() > 2048, "model_config of " + variableLength.length() + " characters");
+        assertTrue(variableLength.endsWith("}"), "read whole");
+        assertEquals(variableLength, fixedLength);
+        assertEquals(null, ImportedModel.rootString(new File(fixtures, "exported/generator.h5"), "no_such_attribute"));
+        ParityCheck.ModelResult result = only(ParityCheck.check(new File(fixtures, "fixed-length"), TOLERANCE),
+                "generator");
+        assertEquals("compared", result.status, result.reason);
+        assertEquals(Boolean.TRUE, result.withinTolerance, result.reason);
+        assertEquals(only(ParityCheck.check(new File(fixtures, "exported"), TOLERANCE), "generator").maxAbsDiff,
+                result.maxAbsDiff);
+    }
+
     /** A kernel weight of the MLP generator (MultiLayerNetwork), an embedding weight of the CGAN (ComputationGraph). */
     @ParameterizedTest
     @CsvSource({"perturbed, generator", "graphs-perturbed, cgan_generator"})
