@@ -37,7 +37,7 @@ import static org.bytedeco.hdf5.global.hdf5.H5free_memory;
 /**
  * A Keras HDF5 model imported the way its config asks, by DL4J's own importer: a Sequential as a MultiLayerNetwork
  * (what {@code importKerasSequentialModelAndWeights} builds), a functional Model as a ComputationGraph ({@code
- * importKerasModelAndWeights}), with the file's attributes read by {@link #rootString} rather than DL4J's. Inputs are
+ * importKerasModelAndWeights}), with the file's attributes read by {@link #rootStrings} rather than DL4J's. Inputs are
  * Keras's own arrays by Keras input name (images NHWC, class labels as float indices); outputs come back in Keras's
  * output order.
  */
@@ -62,22 +62,23 @@ public abstract class ImportedModel implements GanModel {
      * with {@code WorkspaceMode.ENABLED} is what DL4J recommends for speed (reused off-heap buffers). */
     @SuppressWarnings("unchecked")
     public static ImportedModel load(File modelFile, WorkspaceMode workspaces) throws Exception {
-        String modelConfig = rootString(modelFile, "model_config");
-        if (modelConfig == null) {
+        Map<String, String> attributes =
+                rootStrings(modelFile, "model_config", "keras_version", "backend", "training_config");
+        if (!attributes.containsKey("model_config")) {
             throw new IOException(modelFile + " has no model_config attribute: not a Keras model file");
         }
-        Map<String, Object> config = new ObjectMapper().readValue(modelConfig, Map.class);
-        KerasModelBuilder builder = ("Sequential".equals(config.get("class_name"))
+        Map<String, Object> config = new ObjectMapper().readValue(attributes.get("model_config"), Map.class);
+        boolean sequential = "Sequential".equals(config.get("class_name"));
+        KerasModelBuilder builder = (sequential
                 ? new KerasSequentialModel().modelBuilder() : new KerasModel().modelBuilder())
-                .modelJson(importerJson(modelFile, config))
+                .modelJson(importerJson(config, attributes))
                 .weightsHdf5Filename(modelFile.getPath())
                 .enforceTrainingConfig(false);
-        String trainingConfig = rootString(modelFile, "training_config");
-        if (trainingConfig != null) {
-            builder.trainingJson(trainingConfig);
+        if (attributes.containsKey("training_config")) {
+            builder.trainingJson(attributes.get("training_config"));
         }
         ImportedModel model;
-        if ("Sequential".equals(config.get("class_name"))) {
+        if (sequential) {
             MultiLayerNetwork network = builder.buildSequential().getMultiLayerNetwork();
             network.getLayerWiseConfigurations().setInferenceWorkspaceMode(workspaces);
             network.getLayerWiseConfigurations().setTrainingWorkspaceMode(workspaces);
@@ -96,65 +97,72 @@ public abstract class ImportedModel implements GanModel {
      * The model JSON DL4J's {@code KerasModelBuilder.modelHdf5Filename} would build from the file's attributes:
      * model_config plus keras_version (its first 5 characters, as DL4J reads it) and, for Keras 2, backend.
      */
-    private static String importerJson(File modelFile, Map<String, Object> config) throws Exception {
+    private static String importerJson(Map<String, Object> config, Map<String, String> attributes) throws Exception {
         Map<String, Object> json = new LinkedHashMap<>(config);
-        String kerasVersion = rootString(modelFile, "keras_version");
+        String kerasVersion = attributes.get("keras_version");
         if (kerasVersion != null) {
             json.put("keras_version", kerasVersion.substring(0, Math.min(5, kerasVersion.length())));
-            String backend = rootString(modelFile, "backend");
-            if (kerasVersion.startsWith("2") && backend != null) {
-                json.put("backend", backend);
+            if (kerasVersion.startsWith("2") && attributes.containsKey("backend")) {
+                json.put("backend", attributes.get("backend"));
             }
         }
         return new ObjectMapper().writeValueAsString(json);
     }
 
     /**
-     * A string attribute at the root of an HDF5 file, read whole, or null where there is none. Not DL4J's
+     * String attributes at the root of an HDF5 file, each read whole, by name (absent where the file has none), the
+     * file opened once. Not DL4J's
      * {@code Hdf5Archive.readAttributeAsJson}: that reads into a 2048-byte buffer first, and HDF5 copies the whole
      * string into it, overrunning the heap by several KB for any real model_config, which later crashed a JVM inside
      * HDF5's free lists. Every HDF5 object is closed here, under DL4J's HDF5 lock, never by the garbage collector.
      */
-    static String rootString(File file, String name) throws IOException {
+    static Map<String, String> rootStrings(File file, String... names) throws IOException {
         synchronized (Hdf5Archive.LOCK_OBJECT) {
             H5File h5 = new H5File(file.getPath(), H5F_ACC_RDONLY());
             try {
-                if (!h5.attrExists(name)) {
-                    return null;
-                }
-                Attribute attribute = h5.openAttribute(name);
-                DataType type = attribute.getDataType();
-                DataSpace space = attribute.getSpace();
-                try {
-                    if (space.getSimpleExtentNpoints() != 1) {
-                        throw new IOException(file + ": attribute " + name + " is not a single string");
+                Map<String, String> strings = new LinkedHashMap<>();
+                for (String name : names) {
+                    if (h5.attrExists(name)) {
+                        strings.put(name, readString(h5.openAttribute(name), file, name));
                     }
-                    if (type.isVariableStr()) {
-                        // HDF5 allocates a variable-length string and stores its address in our one-pointer buffer.
-                        PointerPointer<BytePointer> address = new PointerPointer<>(1L);
-                        attribute.read(type, (Pointer) address);
-                        BytePointer chars = address.get(BytePointer.class, 0);
-                        try {
-                            return chars.getString(StandardCharsets.UTF_8);
-                        } finally {
-                            H5free_memory(chars);
-                        }
-                    }
-                    // A fixed-length string fills exactly its type's size, padded with zero bytes (h5py's way).
-                    BytePointer chars = new BytePointer(type.getSize() + 1);
-                    chars.zero();
-                    attribute.read(type, (Pointer) chars);
-                    String padded = chars.getString(StandardCharsets.UTF_8);
-                    int end = padded.indexOf('\0');
-                    return end < 0 ? padded : padded.substring(0, end);
-                } finally {
-                    space.deallocate();
-                    type.deallocate();
-                    attribute.deallocate();
                 }
+                return strings;
             } finally {
                 h5.deallocate();
             }
+        }
+    }
+
+    /** One scalar string attribute, variable- or fixed-length, closed after reading. */
+    private static String readString(Attribute attribute, File file, String name) throws IOException {
+        DataType type = attribute.getDataType();
+        DataSpace space = attribute.getSpace();
+        try {
+            if (space.getSimpleExtentNpoints() != 1) {
+                throw new IOException(file + ": attribute " + name + " is not a single string");
+            }
+            if (type.isVariableStr()) {
+                // HDF5 allocates a variable-length string and stores its address in our one-pointer buffer.
+                PointerPointer<BytePointer> address = new PointerPointer<>(1L);
+                attribute.read(type, (Pointer) address);
+                BytePointer chars = address.get(BytePointer.class, 0);
+                try {
+                    return chars.getString(StandardCharsets.UTF_8);
+                } finally {
+                    H5free_memory(chars);
+                }
+            }
+            // A fixed-length string fills exactly its type's size, padded with zero bytes (h5py's way).
+            BytePointer chars = new BytePointer(type.getSize() + 1);
+            chars.zero();
+            attribute.read(type, (Pointer) chars);
+            String padded = chars.getString(StandardCharsets.UTF_8);
+            int end = padded.indexOf('\0');
+            return end < 0 ? padded : padded.substring(0, end);
+        } finally {
+            space.deallocate();
+            type.deallocate();
+            attribute.deallocate();
         }
     }
 

@@ -189,11 +189,12 @@ public final class ParityCheck {
         }
         result.networkKind = network.kind();
         try (network; Hdf5Archive vectors = new Hdf5Archive(vectorsFile.getPath())) {
+            Map<String, String> listed = ImportedModel.rootStrings(vectorsFile, "inputs", "outputs");
             Map<String, INDArray> inputs = new LinkedHashMap<>();
-            for (String input : names(vectorsFile, "inputs")) {
+            for (String input : names(listed, vectorsFile, "inputs")) {
                 inputs.put(input, vectors.readDataSet(input, "inputs"));
             }
-            List<String> outputNames = names(vectorsFile, "outputs");
+            List<String> outputNames = names(listed, vectorsFile, "outputs");
             double outputScale = 1.0;
             INDArray[] dl4jOutputs = network.outputs(inputs);
             if (dl4jOutputs.length != outputNames.size()) {
@@ -307,8 +308,8 @@ public final class ParityCheck {
 
     /** The input or output names a test-vector file lists, in the Keras model's order. */
     @SuppressWarnings("unchecked")
-    static List<String> names(File vectorsFile, String attribute) throws Exception {
-        String json = ImportedModel.rootString(vectorsFile, attribute);
+    static List<String> names(Map<String, String> listed, File vectorsFile, String attribute) throws Exception {
+        String json = listed.get(attribute);
         if (json == null) {
             throw new IOException(vectorsFile + " has no " + attribute + " attribute: not a test-vector file");
         }
