@@ -227,12 +227,21 @@ class VectorFile:
         return Float64Errors(tuple(self.parity["keras_float32_error"]), tuple(self.parity["float64_scale"]))
 
     def activations(self, names: list[str]) -> dict[str, np.ndarray]:
-        """The stored Keras activations of the named layers that the file holds (h5 exports store every layer's)."""
+        """The stored Keras activations of the named layers that the file holds (h5 exports store every layer's, for
+        the first of the inputs: ganport.export.vectors.activation_rows), each checked to hold 1 to batch rows."""
         if self.path is None:
             return {}
         with h5py.File(self.path, "r") as archive:
             group = archive.get("activations")
-            return {name: group[name][()] for name in names if group is not None and name in group}
+            stored = {name: group[name][()] for name in names if group is not None and name in group}
+        batch = len(next(iter(self.inputs.values())))
+        for name, array in stored.items():
+            if array.ndim < 1 or not 1 <= len(array) <= batch:
+                raise VerifyError(
+                    f"{self.path}: activations/{name} holds {len(array) if array.ndim else 0} rows for {batch} "
+                    "inputs; re-export with `ganport export --format h5`."
+                )
+        return stored
 
 
 _RECORDS = (PARITY, PROVENANCE, WEIGHTS)
@@ -480,9 +489,13 @@ class Float64Truth:
         known = [name for name in known if name in stored]
         if not known:
             return {}
-        computed = float64_outputs(self.graph, list(self.expected.inputs.values()), tuple(known))
-        truths = computed[len(self.expected.predictions) :]
-        return {name: float64_errors([stored[name]], [truth]) for name, truth in zip(known, truths, strict=True)}
+        rows = max(len(stored[name]) for name in known)
+        first_inputs = [array[:rows] for array in self.expected.inputs.values()]
+        truths = float64_outputs(self.graph, first_inputs, tuple(known))[len(self.expected.predictions) :]
+        return {
+            name: float64_errors([stored[name]], [truth[: len(stored[name])]])
+            for name, truth in zip(known, truths, strict=True)
+        }
 
 
 def _source_of_truth(
@@ -600,7 +613,8 @@ def _jvm_comparisons(
     if result is None:
         return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, f"no {stem}.h5 to import", origin)]
     runtime = result.get("runtime", "dl4j")
-    if result.get("maxAbsDiff") is None:
+    # A check that stopped part way (an error after the outputs, while comparing layers) fails as a whole.
+    if result.get("maxAbsDiff") is None or result.get("status") != "compared":
         return [Comparison(stem, runtime, float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"{runtime} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""

@@ -174,3 +174,42 @@ def test_a_model_needing_more_than_the_jvms_memory_cap_fails_in_one_line_and_the
     assert {c.model for c in capped if c.backend == "dl4j"} == {"generator", "discriminator"}
     assert all("ran out of java-check's memory cap" in c.note for c in capped if c.backend == "dl4j")
     assert_one_line_error(CliRunner().invoke(app, ["verify", str(folder)]), "ran out of java-check's memory cap")
+
+
+def test_dl4j_compares_each_layer_on_the_inputs_whose_activations_are_stored(conversions, tmp_path, monkeypatch):
+    """Test vectors keep each layer's activations for the first inputs only (one here, forced): java-check computes the
+    layers on those inputs of a two-input graph and passes; activations of more rows than inputs fail in one line."""
+    from ganport.export import export
+    from ganport.export import vectors as vector_files
+
+    monkeypatch.setattr(vector_files, "ACTIVATION_BYTES", 1)
+    folder = tmp_path / "first"
+    (exported,) = export(conversions["cgan_generator", "lecture"]["source"], "h5", folder, log=lambda line: None)
+    with h5py.File(exported.test_vectors) as archive:
+        assert {archive["activations"][name].shape[0] for name in archive["activations"]} == {1}
+        assert archive["inputs/label"].shape[0] == 16
+    comparisons = verify(folder, log=lambda line: None)
+    assert {c.backend for c in comparisons} >= {"dl4j", "dl4j layers"}
+    for comparison in comparisons:
+        assert comparison.passed, comparison.line()
+
+    with h5py.File(exported.test_vectors, "r+") as archive:
+        name = next(iter(archive["activations"]))
+        del archive["activations"][name]
+        archive["activations"][name] = np.zeros((17, 1), np.float32)
+    layers = next(c for c in verify(folder, log=lambda line: None) if c.backend == "dl4j")
+    assert not layers.passed and f"activations/{name} holds 17 rows for 16 inputs" in layers.note, layers.line()
+
+
+def test_onnx_runtime_for_java_checks_a_folder_of_onnx_files_alone(short_run, tmp_path):
+    """ONNX exports' test vectors hold no activations group (a model DL4J cannot take is exported to ONNX only):
+    java-check compares the outputs and reads no layers, rather than failing on the group's absence."""
+    from ganport.export import export
+
+    folder = tmp_path / "onnx-only"
+    export(short_run, "onnx", folder, log=lambda line: None)
+    comparisons = verify(folder, log=lambda line: None)
+    java = [c for c in comparisons if c.backend == "java onnxruntime"]
+    assert {c.model for c in java} == {"generator"}
+    for comparison in comparisons:
+        assert comparison.passed, comparison.line()

@@ -103,6 +103,27 @@ def test_h5_test_vectors_follow_dl4j_end_to_end_convention(exported):
     assert np.abs(predictions).max() <= 1.0 and predictions.std() > 0
 
 
+def test_h5_test_vectors_keep_a_convolutional_generators_activations_for_the_first_inputs(tmp_path):
+    """16 samples of every layer of Keras-GAN's DCGAN generator took 12.6 MB: each layer's activations are stored for
+    the first inputs, as many as ACTIVATION_BYTES holds, computed on those inputs (as DL4J then computes them)."""
+    from ganport.export.vectors import ACTIVATION_BYTES, activation_rows
+    from ganport.models import build_dcgan_generator
+
+    source = tmp_path / "dcgan_generator.keras"
+    build_dcgan_generator().save(source)
+    (exported,) = export(source, "h5", tmp_path / "out", log=lambda line: None)
+    with h5py.File(exported.path) as archive:
+        last_layer = json.loads(archive.attrs["model_config"])["config"]["layers"][-1]["config"]["name"]
+    with h5py.File(exported.test_vectors) as archive:
+        predictions = archive["predictions/image"][()]
+        activations = {name: archive["activations"][name][()] for name in archive["activations"]}
+    sample_bytes = sum(array[0].nbytes for array in activations.values())
+    rows = activation_rows(sample_bytes, 16)
+    assert 1 < rows < 16 and rows * sample_bytes <= ACTIVATION_BYTES < (rows + 1) * sample_bytes
+    assert {len(array) for array in activations.values()} == {rows} and len(predictions) == 16
+    np.testing.assert_allclose(activations[last_layer], predictions[:rows], atol=1e-5)
+
+
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_lecture_style_nested_generator_exports_flat(tmp_path, suffix):
     source = tmp_path / f"lecture_generator{suffix}"
@@ -192,6 +213,7 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
 
     def layers(diff: float, scale: float) -> dict:
         return {
+            "status": "compared",
             "maxAbsDiff": diff,
             "maxRelDiff": 1e-6,
             "layers": [{"name": "conv", "maxAbsDiff": diff, "maxRelDiff": 1e-6, "scale": scale}],

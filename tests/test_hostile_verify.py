@@ -177,3 +177,17 @@ def test_an_onnx_output_with_a_named_axis_after_the_batch_verifies(folder):
     onnx.save(model, folder / "generator.onnx")
     result = _verify(folder)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("rows", [0, 17])
+def test_stored_activations_of_no_rows_or_more_rows_than_inputs_are_refused(tmp_path, rows):
+    """Each layer's activations are stored for the first 1 to 16 of the 16 inputs; any other count is a damaged file,
+    refused in one line when verify reads them (a layer DL4J disagrees on)."""
+    from ganport.verify import VectorFile, VerifyError
+
+    path = tmp_path / VECTORS
+    with h5py.File(path, "w") as archive:
+        archive["activations/dense"] = np.zeros((rows, 4), np.float32)
+    vectors = VectorFile({"z": np.zeros((16, 100), np.float32)}, {"image": np.zeros((16, 784), np.float32)}, path=path)
+    with pytest.raises(VerifyError, match=f"activations/dense holds {rows} rows for 16 inputs; re-export"):
+        vectors.activations(["dense", "absent"])

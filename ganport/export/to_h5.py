@@ -35,6 +35,7 @@ from ganport.export.vectors import (
     PROVENANCE,
     TEST_VECTORS_SUFFIX,
     WEIGHTS,
+    activation_rows,
     hdf5_bytes,
     parity_record,
     save_test_vectors,
@@ -136,10 +137,16 @@ def _has_required_fields(kind: str, fields: dict) -> bool:
 def test_vector_arrays(
     model_keras2: Any, item: SourceModel, inputs: dict[str, np.ndarray], predictions: list[np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Dataset path -> array: the inputs, the Keras predictions and every layer's activations."""
+    """Dataset path -> array: the inputs, the Keras predictions and every layer's activations for the first inputs
+    (activation_rows: measured on one sample, then computed for as many as the stored bytes allow)."""
     layers = [layer for layer in model_keras2.layers if type(layer).__name__ != "InputLayer"]
     probe = tf_keras().Model(model_keras2.inputs, [layer.output for layer in layers])
-    activations = predict_all(probe, list(inputs.values()))
+    fixed_inputs = list(inputs.values())
+    activations = predict_all(probe, [array[:1] for array in fixed_inputs])
+    sample_bytes = sum(activation.size * np.float32().nbytes for activation in activations)
+    rows = activation_rows(sample_bytes, len(fixed_inputs[0]))
+    if rows > 1:
+        activations = predict_all(probe, [array[:rows] for array in fixed_inputs])
     arrays = vector_arrays(inputs, item.output_names, predictions)
     for layer, activation in zip(layers, activations, strict=True):
         arrays[f"{ACTIVATIONS}/{layer.name}"] = np.asarray(activation, np.float32)

@@ -1,6 +1,6 @@
 """Test vectors: fixed inputs, the Keras model's predictions on them, and ganport's records, in DL4J's end-to-end
-test convention (KerasModelEndToEndTest). The "h5" format writes them with every layer's activations (DL4J compares
-layer by layer), the "onnx" format without, so that any export folder can be verified.
+test convention (KerasModelEndToEndTest). The "h5" format writes them with every layer's activations for the first
+inputs (DL4J compares layer by layer), the "onnx" format without, so that any export folder can be verified.
 
 HDF5 files are built in memory and written with plain file I/O: the HDF5 library defers writes to when objects
 are closed, where a full disk becomes "Exception ignored" warnings, a file with zeroed datasets and a crash at exit.
@@ -26,6 +26,10 @@ from ganport.parity import ATOL
 # hold the input arrays, the predictions and, per layer, the activations.
 INPUTS, OUTPUTS, PREDICTIONS, ACTIVATIONS = "inputs", "outputs", "predictions", "activations"
 TEST_VECTORS_SUFFIX = "_inputs_and_outputs.h5"
+# Every layer's activations are stored for the first of the fixed inputs only, as many as fit in this many bytes (at
+# least one): one sample places a mismatch in its layer, and the outputs are compared on all of them. For all 16, a
+# 256x256 image-to-image generator of 0.3 MB wrote 166 MB of test vectors, and Keras-GAN's DCGAN generator 15.7 MB.
+ACTIVATION_BYTES = 4 * 2**20
 # ganport's own root attributes, JSON: the parity rule's inputs (java-check reads its tolerance), where the
 # predictions were computed, and a digest of every weight of the model file as written.
 PARITY, PROVENANCE, WEIGHTS = "parity", "provenance", "weights_sha256"
@@ -45,6 +49,11 @@ def vector_arrays(
     arrays = {f"{INPUTS}/{name}": array for name, array in inputs.items()}
     arrays.update({f"{PREDICTIONS}/{name}": array for name, array in zip(output_names, predictions, strict=True)})
     return {name: np.asarray(array, np.float32) for name, array in arrays.items()}
+
+
+def activation_rows(sample_bytes: int, batch: int) -> int:
+    """How many of `batch` fixed inputs get their per-layer activations stored, each sample's taking `sample_bytes`."""
+    return max(1, min(batch, ACTIVATION_BYTES // max(1, sample_bytes)))
 
 
 def holds(path: Path, arrays: dict[str, np.ndarray]) -> bool:

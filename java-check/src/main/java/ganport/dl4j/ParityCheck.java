@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -17,6 +18,8 @@ import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.INDArrayIndex;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 import org.nd4j.nativeblas.NativeOpsHolder;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 import org.nd4j.shade.jackson.databind.SerializationFeature;
@@ -219,11 +222,17 @@ public final class ParityCheck {
             result.maxRelDiff = diff[1];
             result.outputScale = outputScale;
 
-            List<String> kerasLayers = vectors.getDataSets("activations");
-            for (String layerName : network.layerNames()) {
+            // ONNX exports store no activations (nor does ONNX Runtime give per-layer ones): no group to read.
+            List<String> layerNames = network.layerNames();
+            List<String> kerasLayers = layerNames.isEmpty() || !vectors.getGroups().contains("activations")
+                    ? List.of() : vectors.getDataSets("activations");
+            Map<Long, Map<String, INDArray>> firstInputs = new HashMap<>();
+            for (String layerName : layerNames) {
                 if (kerasLayers.contains(layerName)) {
                     INDArray kerasActivation = vectors.readDataSet(layerName, "activations");
-                    double[] layerDiff = compare(kerasActivation, network.activation(layerName, inputs));
+                    Map<String, INDArray> layerInputs = firstInputs.computeIfAbsent(kerasActivation.size(0),
+                            rows -> firstRows(inputs, rows, layerName));
+                    double[] layerDiff = compare(kerasActivation, network.activation(layerName, layerInputs));
                     Map<String, Object> layer = new LinkedHashMap<>();
                     layer.put("name", layerName);
                     layer.put("maxAbsDiff", layerDiff[0]);
@@ -257,6 +266,32 @@ public final class ParityCheck {
             result.reason = outOfMemory(error);
         }
         return result;
+    }
+
+    /**
+     * The inputs' first {@code rows} samples: ganport stores each layer's activations for the first of the fixed
+     * inputs only (as many as fit in a few MB; all of them in files exported before 2026-12-07).
+     */
+    static Map<String, INDArray> firstRows(Map<String, INDArray> inputs, long rows, String layerName) {
+        Map<String, INDArray> first = new LinkedHashMap<>();
+        for (Map.Entry<String, INDArray> input : inputs.entrySet()) {
+            INDArray array = input.getValue();
+            if (rows < 1 || rows > array.size(0)) {
+                throw new IllegalArgumentException("activations/" + layerName + " holds " + rows + " rows for "
+                        + array.size(0) + " inputs; re-export the test vectors with `ganport export --format h5`");
+            }
+            if (rows == array.size(0)) {
+                first.put(input.getKey(), array);
+                continue;
+            }
+            INDArrayIndex[] index = new INDArrayIndex[array.rank()];
+            index[0] = NDArrayIndex.interval(0, rows);
+            for (int axis = 1; axis < index.length; axis++) {
+                index[axis] = NDArrayIndex.all();
+            }
+            first.put(input.getKey(), array.get(index).dup('c'));
+        }
+        return first;
     }
 
     /** The static form of ganport's parity rule with the {@code tolerance} given: within it, or why not. */

@@ -14,6 +14,7 @@ import java.util.List;
 
 import javax.imageio.ImageIO;
 
+import org.deeplearning4j.nn.modelimport.keras.Hdf5Archive;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -96,6 +97,12 @@ class ParityCheckTest {
         // Images stay NHWC end to end: DL4J's convolutional generator gives Keras's own [N, 28, 28, 1].
         assertArrayEquals(new long[] {16, 28, 28, 1}, only(report, "dcgan_generator").dl4jOutputShape);
         assertTrue(report.passed);
+        // Its layers were compared on the first inputs only: their activations are stored for those (a few MB).
+        try (Hdf5Archive vectors = new Hdf5Archive(new File(fixtures, "graphs/dcgan_generator_inputs_and_outputs.h5")
+                .getPath())) {
+            long rows = vectors.readDataSet(vectors.getDataSets("activations").get(0), "activations").size(0);
+            assertTrue(rows > 1 && rows < 16, "activations stored for " + rows + " of 16 inputs");
+        }
     }
 
     @Test
