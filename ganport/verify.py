@@ -437,6 +437,14 @@ def _verify_model(
     return comparisons
 
 
+def _layer_note(layer: dict, compared: int, batch: int) -> str:
+    """A layer row's note; where the layer was compared on the first inputs only (those its activations are stored
+    for), how many."""
+    inputs = layer.get("inputs", batch)
+    first = f", on the first {inputs} of {batch} inputs" if inputs < batch else ""
+    return f"worst of {compared}: {layer['name']}, scale {layer['scale']:.3g}{first}"
+
+
 def _layer_against_float64(name: str, comparison: Comparison, errors: Float64Errors) -> Comparison:
     deep = against_float64(comparison, [name], None, errors)
     return replace(deep, note=f"{name}: {deep.note}")
@@ -616,6 +624,7 @@ def _jvm_comparisons(
     # A check that stopped part way (an error after the outputs, while comparing layers) fails as a whole.
     if result.get("maxAbsDiff") is None or result.get("status") != "compared":
         return [Comparison(stem, runtime, float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
+    batch = len(next(iter(expected.predictions.values())))
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
     note = f"{runtime} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
     output_scale = max(scale(prediction) for prediction in expected.predictions.values())
@@ -630,7 +639,7 @@ def _jvm_comparisons(
             layer["maxAbsDiff"],
             layer["maxRelDiff"],
             tolerance * layer["scale"],
-            note=f"worst of {len(result['layers'])}: {layer['name']}, scale {layer['scale']:.3g}",
+            note=_layer_note(layer, len(result["layers"]), batch),
             origin=origin,
         )
         for layer in result["layers"]

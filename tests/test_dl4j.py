@@ -192,6 +192,8 @@ def test_dl4j_compares_each_layer_on_the_inputs_whose_activations_are_stored(con
     assert {c.backend for c in comparisons} >= {"dl4j", "dl4j layers"}
     for comparison in comparisons:
         assert comparison.passed, comparison.line()
+    layers = next(c for c in comparisons if c.backend == "dl4j layers")
+    assert layers.note.endswith("on the first 1 of 16 inputs"), layers.note
 
     with h5py.File(exported.test_vectors, "r+") as archive:
         name = next(iter(archive["activations"]))

@@ -238,6 +238,7 @@ public final class ParityCheck {
                     layer.put("maxAbsDiff", layerDiff[0]);
                     layer.put("maxRelDiff", layerDiff[1]);
                     layer.put("scale", Math.max(1.0, kerasActivation.amaxNumber().doubleValue()));
+                    layer.put("inputs", kerasActivation.size(0));
                     result.layers.add(layer);
                 }
             }
