@@ -9,7 +9,8 @@ OUT/graphs/       DCGAN generator (Sequential -> MultiLayerNetwork), CGAN genera
                   ComputationGraph), saved the lecture's tf_keras way and exported with `--format h5`
 OUT/graphs-perturbed/  the CGAN generator with one embedding weight moved by 1e-2, and its untouched test vectors
 OUT/perturbed-onnx/     exported/generator.onnx with one weight of its first kernel moved by 1e-2, and its vectors
-OUT/fixed-length/       exported/generator.h5 with model_config a fixed-length byte string, as Keras 2.0-2.2 wrote it
+OUT/fixed-length/       exported/generator.h5 with model_config a fixed-length byte string, as Keras 2.0-2.2 wrote it,
+                        and an integer attribute
                         (ganport's writer stores a variable-length one), and the untouched test vectors
 (exported/ and graphs/ also hold each model's ONNX export, for ONNX Runtime for Java)
 """
@@ -98,6 +99,7 @@ def main(out: Path) -> None:
         shutil.copy(out / "exported" / f"generator{suffix}", fixed_length / f"generator{suffix}")
     with h5py.File(fixed_length / "generator.h5", "r+") as archive:
         archive.attrs["model_config"] = np.bytes_(archive.attrs["model_config"].encode("utf8"))
+        archive.attrs["not_a_string"] = np.int64(7)  # refused by name, never read as text
     (out / "complete").write_text("ok\n")
     print(f"ganport fixtures written to {out}")
 

@@ -32,6 +32,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.shade.jackson.databind.ObjectMapper;
 
 import static org.bytedeco.hdf5.global.hdf5.H5F_ACC_RDONLY;
+import static org.bytedeco.hdf5.global.hdf5.H5T_STRING;
 import static org.bytedeco.hdf5.global.hdf5.H5free_memory;
 
 /**
@@ -138,7 +139,8 @@ public abstract class ImportedModel implements GanModel {
         DataType type = attribute.getDataType();
         DataSpace space = attribute.getSpace();
         try {
-            if (space.getSimpleExtentNpoints() != 1) {
+            // Read only as what it is: a number read into a string buffer would be bytes of a number (fail closed).
+            if (type._getClass() != H5T_STRING || space.getSimpleExtentNpoints() != 1) {
                 throw new IOException(file + ": attribute " + name + " is not a single string");
             }
             if (type.isVariableStr()) {

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.awt.image.BufferedImage;
 import java.io.File;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -132,6 +133,11 @@ class ParityCheckTest {
         assertEquals(modelConfig, ImportedModel.rootStrings(new File(fixtures, "fixed-length/generator.h5"),
                 "model_config").get("model_config"));
         assertFalse(variableLength.containsKey("no_such_attribute"));
+        File fixedLength = new File(fixtures, "fixed-length/generator.h5");
+        IOException notText = assertThrows(IOException.class, () -> ImportedModel.rootStrings(fixedLength,
+                "not_a_string"));
+        assertTrue(notText.getMessage().endsWith("attribute not_a_string is not a single string"),
+                notText.getMessage());
         ParityCheck.ModelResult result = only(ParityCheck.check(new File(fixtures, "fixed-length"), TOLERANCE),
                 "generator");
         assertEquals("compared", result.status, result.reason);
