@@ -131,6 +131,8 @@ class JvmMemory:
 
 # java-check's runtimes: the name ParityCheck takes, and the suffix of the files it runs.
 JVM_RUNTIMES = {"dl4j": ".h5", "onnx": ".onnx"}
+# Each runtime's backend name in the table, as java-check's reports give it (GanModel.Runtime.label).
+JVM_BACKENDS = {"dl4j": "dl4j", "onnx": "java onnxruntime"}
 # ND4J's native builds java-check carries (pom.xml), by the name GANPORT_DL4J_NATIVES takes, each with the JavaCPP
 # platform extension that loads it. oneDNN's runs DL4J's "valid" Deconvolution2D through oneDNN, about 4x faster
 # (docs/java-check.md); it is the build to deploy with, so parity is proven on it unless the plain one is named.
@@ -430,10 +432,9 @@ def _verify_model(
         reloaded = loaded[".h5"]
         backend = "tf_keras h5" if not _is_keras3(reloaded) else "keras h5"
         comparisons.append(checked(backend, *shapes(reloaded), run=partial(predict_all, reloaded, arrays)))
-        if jvm is not None:
-            comparisons.extend(_jvm_comparisons(stem, jvm["dl4j"], tolerance, expected, origin, truth))
-    if jvm is not None and jvm["onnx"] is not None:  # an ONNX-only export is checked on the JVM too
-        comparisons.extend(_jvm_comparisons(stem, jvm["onnx"], tolerance, expected, origin, truth))
+    for runtime, suffix in JVM_RUNTIMES.items() if jvm is not None else ():
+        if suffix in files:  # an ONNX-only export is checked on the JVM too
+            comparisons.extend(_jvm_comparisons(stem, runtime, jvm[runtime], tolerance, expected, origin, truth))
     return comparisons
 
 
@@ -605,6 +606,7 @@ def _fits(declared: list, held: list) -> bool:
 
 def _jvm_comparisons(
     stem: str,
+    runtime: str,
     result: dict | None,
     tolerance: float,
     expected: VectorFile,
@@ -618,24 +620,25 @@ def _jvm_comparisons(
     Each layer's difference and scale come from java-check's ParityCheck (ModelResult.maxLayerScaledDiff there says
     why): a hidden layer's bound is the tolerance times its scale, as an output's is.
     """
-    if result is None:
-        return [Comparison(stem, "dl4j", float("inf"), float("inf"), tolerance, f"no {stem}.h5 to import", origin)]
-    runtime = result.get("runtime", "dl4j")
+    backend = JVM_BACKENDS[runtime]
+    if result is None:  # java-check was given the file and reported nothing of it: fail closed
+        reason = f"java-check reported nothing for {stem}{JVM_RUNTIMES[runtime]}"
+        return [Comparison(stem, backend, float("inf"), float("inf"), tolerance, reason, origin)]
     # A check that stopped part way (an error after the outputs, while comparing layers) fails as a whole.
     if result.get("maxAbsDiff") is None or result.get("status") != "compared":
-        return [Comparison(stem, runtime, float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
+        return [Comparison(stem, backend, float("inf"), float("inf"), tolerance, result.get("reason") or "", origin)]
     batch = len(next(iter(expected.predictions.values())))
     reshaped = result["dl4jOutputShape"] != result["kerasOutputShape"]
-    note = f"{runtime} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
+    note = f"{backend} gives {result['dl4jOutputShape']}: compared flat, C order" if reshaped else ""
     output_scale = max(scale(prediction) for prediction in expected.predictions.values())
     output = Comparison(
-        stem, runtime, result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin
+        stem, backend, result["maxAbsDiff"], result["maxRelDiff"], tolerance * output_scale, note, origin
     )
     comparisons = [output if truth is None else truth.check(output)]
     layers = [
         Comparison(
             stem,
-            f"{runtime} layers",
+            f"{backend} layers",
             layer["maxAbsDiff"],
             layer["maxRelDiff"],
             tolerance * layer["scale"],

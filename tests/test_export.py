@@ -226,11 +226,11 @@ def test_dl4j_hidden_layer_tolerance_scales_with_the_layers_magnitude():
     vectors = VectorFile({}, {"image": np.linspace(-1, 1, 784, dtype=np.float32).reshape(1, 784)})
     check = functools.partial(_jvm_comparisons, tolerance=tolerance, expected=vectors, origin="")
     # A convolution whose activations reach 50: float32 rounding alone differs by ~2e-5 there.
-    loud = check("generator", layers(2e-5, 50.0))[1]
+    loud = check("generator", "dl4j", layers(2e-5, 50.0))[1]
     assert loud.backend == "dl4j layers" and loud.passed and loud.bound == pytest.approx(5e-4)
-    assert not check("generator", layers(6e-4, 50.0))[1].passed
+    assert not check("generator", "dl4j", layers(6e-4, 50.0))[1].passed
     # Layers within [-1, 1] keep the tolerance itself (java-check reports their scale as 1).
-    assert not check("generator", layers(2e-5, 1.0))[1].passed
+    assert not check("generator", "dl4j", layers(2e-5, 1.0))[1].passed
 
 
 @pytest.mark.parametrize("version", ["2.3.1", None])

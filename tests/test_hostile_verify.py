@@ -191,3 +191,17 @@ def test_stored_activations_of_no_rows_or_more_rows_than_inputs_are_refused(tmp_
     vectors = VectorFile({"z": np.zeros((16, 100), np.float32)}, {"image": np.zeros((16, 784), np.float32)}, path=path)
     with pytest.raises(VerifyError, match=f"activations/dense holds {rows} rows for 16 inputs; re-export"):
         vectors.activations(["dense", "absent"])
+
+
+def test_a_model_java_check_reports_nothing_for_fails_on_both_jvm_routes(folder, monkeypatch):
+    """java-check is given the folder's HDF5 and ONNX files; a model missing from its report fails (fail closed)."""
+    import ganport.verify
+    from ganport.verify import verify
+
+    monkeypatch.setattr(ganport.verify, "run_java_check", lambda folder, runtime, log: {"models": []})
+    comparisons = verify(folder, log=lambda line: None)
+    missing = {c.backend: c for c in comparisons if c.model == "generator" and c.backend.startswith(("dl4j", "java"))}
+    assert set(missing) == {"dl4j", "java onnxruntime"}
+    assert not missing["dl4j"].passed and missing["dl4j"].note == "java-check reported nothing for generator.h5"
+    assert missing["java onnxruntime"].note == "java-check reported nothing for generator.onnx"
+    assert not missing["java onnxruntime"].passed
