@@ -66,6 +66,9 @@ def build_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Any:
 
 
 DCGAN_DROPOUT = 0.25
+# The units of the lecture's dense blocks before dcgan-paper's projection (issue 33, docs/train.md: at 8000 iterations
+# one block scores what none does at 20000, two more than none at 40000).
+DCGAN_PAPER_STEM = (256, 256)
 CGAN_DROPOUT = 0.4
 
 
@@ -110,19 +113,27 @@ def build_dcgan_discriminator(image_shape: tuple[int, ...] = IMAGE_SHAPE, module
 
 
 def build_dcgan_paper_generator(latent_dim: int = LATENT_DIM, module: ModuleType | None = None) -> Any:
-    """The DCGAN paper's generator at MNIST size: Dense(64*7*7) -> Reshape(7, 7, 64) -> BN -> relu ->
-    [Conv2DTranspose(n, 4, stride 2) -> BN -> relu] for n = 32, 16 -> Conv2DTranspose(1, 3) -> tanh.
+    """The DCGAN paper's generator at MNIST size behind dense blocks: [Dense(n) -> LeakyReLU(0.2) -> BN] for n in
+    DCGAN_PAPER_STEM -> Dense(64*7*7) -> Reshape(7, 7, 64) -> BN -> relu -> [Conv2DTranspose(n, 4, stride 2) -> BN ->
+    relu] for n = 32, 16 -> Conv2DTranspose(1, 3) -> tanh.
 
     Channels halve as the image doubles, as in the paper; narrow, because on a CPU the samples a run sees decide its
-    quality: 3.6 million multiply-adds per sample against Keras-GAN's 88 (issue 33). BatchNorm per channel after the
-    Reshape (as Keras-GAN's), not per unit of the Dense: at the lecture's batch of 32 per-unit statistics are noisy
-    (Fréchet distance 29.9 against 25.8 at 6000 iterations, measured on this variant's earlier, wider form).
+    quality: 4.2 million multiply-adds per sample against Keras-GAN's 88 (issue 33). The dense blocks (the lecture's;
+    InfoGAN's MNIST generator too has a fully connected layer before its projection) are where the noise becomes a
+    digit: with the projection alone, the only nonlinearity before the local convolutions, this generator and
+    Keras-GAN's both level off at 8.56 with blends of neighbouring digits. BatchNorm per channel after the Reshape (as
+    Keras-GAN's), not per unit of the Dense: at the lecture's batch of 32 per-unit statistics are noisy (Fréchet
+    distance 29.9 against 25.8 at 6000 iterations, measured on this variant's earlier, wider form).
     Kernel 4 at stride 2: every output pixel gets the same number of taps (no checkerboard), and the padding is
     symmetric (1 and 1), which DL4J's Deconvolution2D imports as Keras computes it."""
     module = _keras(module)
     k = module.layers
     model = module.Sequential(name="generator")
     model.add(module.Input(shape=(latent_dim,), name="z"))
+    for units in DCGAN_PAPER_STEM:
+        model.add(k.Dense(units))
+        model.add(k.LeakyReLU(LEAKY_SLOPE))
+        model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
     model.add(k.Dense(64 * 7 * 7))
     model.add(k.Reshape((7, 7, 64)))
     model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
@@ -216,7 +227,8 @@ class Architecture:
     # The precisions (ganport.run.TRAIN_PRECISIONS) in which XLA trains it faster than TensorFlow's own kernels
     # (bench/train_speed.py): XLA fuses the element-wise work around the products. DCGAN in float32: XLA ties oneDNN
     # on AVX-512 (130.0 vs 129.5 ms/it) and wins with both capped at AVX2 (136 vs 161); in bfloat16 oneDNN's native
-    # convolutions win (109 vs 123). DCGAN-paper in float32 (AMD EPYC, AVX-512): XLA 16.5 vs 25.9 ms/it.
+    # convolutions win (109 vs 123). DCGAN-paper in float32 (AMD EPYC, AVX-512; before its dense blocks): XLA 16.5 vs
+    # 25.9 ms/it.
     xla_precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
@@ -234,7 +246,7 @@ ARCHITECTURES = {
         ),
         Architecture(
             "dcgan-paper",
-            "the DCGAN paper's design at MNIST size: Conv2DTranspose generator, LeakyReLU + BN critic, no dropout",
+            "the DCGAN paper's design at MNIST size: dense blocks + Conv2DTranspose generator, LeakyReLU + BN critic",
             build_dcgan_paper_generator,
             build_dcgan_paper_discriminator,
             10000,
