@@ -227,8 +227,8 @@ class Architecture:
     # The precisions (ganport.run.TRAIN_PRECISIONS) in which XLA trains it faster than TensorFlow's own kernels
     # (bench/train_speed.py): XLA fuses the element-wise work around the products. DCGAN in float32: XLA ties oneDNN
     # on AVX-512 (130.0 vs 129.5 ms/it) and wins with both capped at AVX2 (136 vs 161); in bfloat16 oneDNN's native
-    # convolutions win (109 vs 123). DCGAN-paper in float32 (AMD EPYC, AVX-512; before its dense blocks): XLA 16.5 vs
-    # 25.9 ms/it.
+    # convolutions win (109 vs 123). DCGAN-paper in float32 (AMD EPYC, AVX-512): XLA 21.3 vs 36.5 ms/it
+    # (22.8 vs 38.0 in a second run).
     xla_precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
