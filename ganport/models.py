@@ -33,16 +33,23 @@ def _keras(module: ModuleType | None) -> ModuleType:
     return keras
 
 
+def add_generator_blocks(model: Any, layers: ModuleType, units: tuple[int, ...]) -> None:
+    """The lecture's generator block, once per entry of `units`: Dense(n) -> LeakyReLU(0.2) -> BatchNorm(momentum 0.8).
+    `layers` is keras.layers or tf_keras.layers (the slope is passed by position: Keras 3 names it negative_slope,
+    tf_keras alpha)."""
+    for width in units:
+        model.add(layers.Dense(width))
+        model.add(layers.LeakyReLU(LEAKY_SLOPE))
+        model.add(layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+
+
 def build_generator(latent_dim: int = LATENT_DIM, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Any:
     """Dense 256/512/1024, each followed by LeakyReLU(0.2) and BatchNorm(momentum 0.8), then Dense tanh + Reshape."""
     keras = _keras(None)
     layers = keras.layers
     model = keras.Sequential(name="generator")
     model.add(keras.Input(shape=(latent_dim,), name="z"))
-    for units in HIDDEN_UNITS_GENERATOR:
-        model.add(layers.Dense(units))
-        model.add(layers.LeakyReLU(negative_slope=LEAKY_SLOPE))
-        model.add(layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    add_generator_blocks(model, layers, HIDDEN_UNITS_GENERATOR)
     pixels = 1
     for side in image_shape:
         pixels *= side
@@ -130,10 +137,7 @@ def build_dcgan_paper_generator(latent_dim: int = LATENT_DIM, module: ModuleType
     k = module.layers
     model = module.Sequential(name="generator")
     model.add(module.Input(shape=(latent_dim,), name="z"))
-    for units in DCGAN_PAPER_STEM:
-        model.add(k.Dense(units))
-        model.add(k.LeakyReLU(LEAKY_SLOPE))
-        model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    add_generator_blocks(model, k, DCGAN_PAPER_STEM)
     model.add(k.Dense(64 * 7 * 7))
     model.add(k.Reshape((7, 7, 64)))
     model.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
@@ -173,10 +177,7 @@ def build_cgan_generator(latent_dim: int = LATENT_DIM, classes: int = CLASSES, m
     k = module.layers
     mlp = module.Sequential(name="mlp_generator")
     mlp.add(module.Input(shape=(latent_dim,)))
-    for units in HIDDEN_UNITS_GENERATOR:
-        mlp.add(k.Dense(units))
-        mlp.add(k.LeakyReLU(LEAKY_SLOPE))
-        mlp.add(k.BatchNormalization(momentum=BATCHNORM_MOMENTUM))
+    add_generator_blocks(mlp, k, HIDDEN_UNITS_GENERATOR)
     mlp.add(k.Dense(IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2], activation="tanh"))
     mlp.add(k.Reshape(IMAGE_SHAPE))
     noise = module.Input(shape=(latent_dim,), name="z")
