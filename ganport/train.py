@@ -436,33 +436,38 @@ def _run(config: TrainConfig, run: RunFolder, resume: bool, console: Console, de
 def _checkpoint_manager(
     run: RunFolder, checkpoint: tf.train.Checkpoint, keep: int, console: Console
 ) -> tf.train.CheckpointManager:
-    """TensorFlow's checkpoint manager for the run; when the list of checkpoints it keeps (checkpoints/checkpoint)
-    is damaged (empty after a crash, edited), the list is rebuilt from the checkpoint files there."""
+    """TensorFlow's checkpoint manager for the run. Its list (checkpoints/checkpoint) is rebuilt from the checkpoint
+    files there when it is damaged (empty after a crash) or lists other checkpoints than those files: edited, copied
+    from another run, or written without times (the manager then lists none, and resume would start from 0)."""
+    numbered = {
+        int(index.stem.removeprefix("ckpt-")): index
+        for index in run.checkpoints.glob("ckpt-*.index")
+        if index.stem.removeprefix("ckpt-").isdigit()
+    }
+    found = [numbered[number] for number in sorted(numbered)]
     try:
-        return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
+        manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
+        if sorted(Path(path).name for path in manager.checkpoints) == [index.stem for index in found]:
+            return manager
+        problem = "did not list the checkpoint files there"
     except ValueError:  # "Invalid checkpoint state loaded from ..."
-        numbered = {
-            int(index.stem.removeprefix("ckpt-")): index
-            for index in run.checkpoints.glob("ckpt-*.index")
-            if index.stem.removeprefix("ckpt-").isdigit()
-        }
-        found = [numbered[number] for number in sorted(numbered)]
-        (run.checkpoints / "checkpoint").unlink(missing_ok=True)
-        if found:
-            # the manager lists only checkpoints newer than its last "preserved" time: their files' times
-            times = [index.stat().st_mtime for index in found]
-            tf.compat.v1.train.update_checkpoint_state(  # paths as the manager names them: its folder + ckpt-N
-                str(run.checkpoints),
-                str(found[-1].with_suffix("")),
-                [str(index.with_suffix("")) for index in found],
-                all_model_checkpoint_timestamps=times,
-                last_preserved_timestamp=min(times) - 1,
-            )
-        console.print(
-            f"{run.checkpoints / 'checkpoint'} was damaged; rebuilt from the {len(found)} checkpoint(s) found there",
-            markup=False,
+        problem = "was damaged"
+    (run.checkpoints / "checkpoint").unlink(missing_ok=True)
+    if found:
+        # the manager lists only checkpoints newer than its last "preserved" time: their files' times
+        times = [index.stat().st_mtime for index in found]
+        tf.compat.v1.train.update_checkpoint_state(  # paths as the manager names them: its folder + ckpt-N
+            str(run.checkpoints),
+            str(found[-1].with_suffix("")),
+            [str(index.with_suffix("")) for index in found],
+            all_model_checkpoint_timestamps=times,
+            last_preserved_timestamp=min(times) - 1,
         )
-        return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
+    console.print(
+        f"{run.checkpoints / 'checkpoint'} {problem}; rebuilt from the {len(found)} checkpoint(s) found there",
+        markup=False,
+    )
+    return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=keep)
 
 
 def _restore(

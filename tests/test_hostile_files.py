@@ -322,13 +322,22 @@ def test_a_flat_output_record_is_checked_like_the_rest_of_the_file(record, fits,
         assert_one_line_error(result, "ganport_flattened_outputs")
 
 
-def test_a_zero_byte_checkpoint_list_is_rebuilt_on_resume(tmp_path):
-    """A crash can leave TensorFlow's list of checkpoints (checkpoints/checkpoint) empty: resume rebuilds it from
-    the checkpoint files and continues from the newest."""
+@pytest.mark.parametrize(
+    "listed",
+    [
+        pytest.param(b"", id="zero-byte"),
+        # written by hand or by a tool that leaves out the times: TensorFlow's manager then lists no checkpoint
+        pytest.param(b'model_checkpoint_path: "ckpt-4"\nall_model_checkpoint_paths: "ckpt-4"\n', id="without-times"),
+    ],
+)
+def test_a_checkpoint_list_that_does_not_name_the_files_is_rebuilt_on_resume(tmp_path, listed):
+    """A crash can leave TensorFlow's list of checkpoints (checkpoints/checkpoint) empty, and a hand-edited one can
+    name none the manager accepts: resume rebuilds it from the checkpoint files and continues from the newest, never
+    from iteration 0 while checkpoints are there."""
     out = tmp_path / "run"
     common = ("--iterations", "4", "--checkpoint-interval", "2", "--save-interval", "2", "--out", out)
     assert _invoke("train", *common).exit_code == 0
-    (out / "checkpoints" / "checkpoint").write_bytes(b"")
+    (out / "checkpoints" / "checkpoint").write_bytes(listed)
     result = _invoke("train", "--resume", "--out", out, "--iterations", "5")
     assert result.exit_code == 0, result.output
     assert "rebuilt from the 2 checkpoint(s)" in result.output and "at iteration 4" in result.output
