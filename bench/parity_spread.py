@@ -19,7 +19,7 @@ import sys
 from common import report
 from rich.table import Table
 
-MODELS = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan"]
+MODELS = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan", "mnist-dcgan-paper"]
 SETTINGS = {
     "default": ({}, []),
     "AVX512_CORE": ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, []),

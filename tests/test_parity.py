@@ -18,7 +18,7 @@ from ganport.parity import ATOL, FLOAT32_EPSILON, Accumulation, compare
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
 
-SHIPPED = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan"]
+SHIPPED = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan", "mnist-dcgan-paper"]
 
 
 def test_the_bound_is_atol_plus_the_summation_spread_times_the_output_scale():

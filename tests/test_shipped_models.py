@@ -21,6 +21,8 @@ REFERENCE_MODELS = {
     "mnist-cgan": {"iterations": "30000", "score": 9.0, "label_accuracy": 0.95, "worst_digit": 0.90},
     # Below issue 10's 9.0 (its card says why); the floor keeps it from getting worse.
     "mnist-dcgan": {"iterations": "17000", "score": 8.0},
+    # No int8 file: the export's speed gate refused it (not faster than fp32 here; its card has the numbers).
+    "mnist-dcgan-paper": {"iterations": "60000", "score": 9.0, "int8": False},
 }
 
 
@@ -47,8 +49,8 @@ def test_reference_model_reproduces_its_recorded_metrics(name):
         assert min(report.generated.label_accuracy_per_class) >= target["worst_digit"]
     props = {p.key: p.value for p in onnx.load(folder / "generator.onnx").metadata_props}
     assert props["iterations"] == target["iterations"] and props["batchnorm_folded"] == "True"
+    assert (folder / "generator_int8.onnx").is_file() == target.get("int8", True)
     for file in (
-        "generator_int8.onnx",
         "generator.h5",
         "generator_inputs_and_outputs.h5",
         "discriminator.h5",
