@@ -19,7 +19,6 @@ import sys
 from common import report
 from rich.table import Table
 
-MODELS = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan", "mnist-dcgan-paper"]
 SETTINGS = {
     "default": ({}, []),
     "AVX512_CORE": ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, []),
@@ -33,9 +32,9 @@ import json, sys
 from ganport.host import provenance
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
-rows = [(name, c.model, c.backend, c.max_abs_diff, c.bound, c.origin)
-        for name in json.loads(sys.argv[1]) for c in verify(SHIPPED_MODELS / name, jvm=sys.argv[2] == "1",
-                                                            log=lambda line: None)]
+shipped = sorted(folder for folder in SHIPPED_MODELS.iterdir() if (folder / "generator.onnx").is_file())
+rows = [(folder.name, c.model, c.backend, c.max_abs_diff, c.bound, c.origin)
+        for folder in shipped for c in verify(folder, jvm=sys.argv[1] == "1", log=lambda line: None)]
 print(json.dumps({"machine": provenance({}), "rows": rows}))
 """
 
@@ -43,7 +42,7 @@ print(json.dumps({"machine": provenance({}), "rows": rows}))
 def measure(setting: str, jvm: bool) -> dict:
     env_changes, prefix = SETTINGS[setting]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_changes}
-    command = [*prefix, sys.executable, "-c", ONE_SETTING, json.dumps(MODELS), "1" if jvm else "0"]
+    command = [*prefix, sys.executable, "-c", ONE_SETTING, "1" if jvm else "0"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from serving import MODELS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Training's bitwise reproducibility needs TensorFlow to run one op at a time (ganport.train.run_ops_in_order); the
@@ -13,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The reference models shipped in models/ (each folder with a generator), so that tests over them miss none.
+SHIPPED_MODEL_NAMES = sorted(folder.name for folder in MODELS.iterdir() if (folder / "generator.onnx").is_file())
 
 
 def require_or_skip(condition: bool, reason: str) -> None:

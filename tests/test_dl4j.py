@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import require_or_skip
+from conftest import SHIPPED_MODEL_NAMES, require_or_skip
 from ganport.verify import java_check_dir, verify
 
 pytestmark = pytest.mark.maven
@@ -137,7 +137,7 @@ def test_the_jvm_writes_a_colour_grid_from_an_rgb_generator(conversions, tmp_pat
     assert np.abs(pixels[..., 0] - pixels[..., 1]).max() > 10  # colour, not gray copied into three channels
 
 
-@pytest.mark.parametrize("name", ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan", "mnist-dcgan-paper"])
+@pytest.mark.parametrize("name", SHIPPED_MODEL_NAMES)
 def test_shipped_reference_models_import_into_dl4j_with_parity(name):
     from ganport.runtime import SHIPPED_MODELS
 

@@ -13,12 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import SHIPPED_MODEL_NAMES
 from ganport.host import describe_provenance, provenance
 from ganport.parity import ATOL, FLOAT32_EPSILON, Accumulation, compare
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
-
-SHIPPED = ["mnist-gan", "mnist-gan-ema", "mnist-cgan", "mnist-dcgan", "mnist-dcgan-paper"]
 
 
 def test_the_bound_is_atol_plus_the_summation_spread_times_the_output_scale():
@@ -71,7 +70,7 @@ def _weight_of_a_hidden_layer(archive: h5py.File) -> h5py.Dataset:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", SHIPPED_MODEL_NAMES)
 def test_a_hidden_weight_moved_by_one_ulp_fails_verify_and_nothing_else_does(name, tmp_path):
     folder = tmp_path / name
     shutil.copytree(SHIPPED_MODELS / name, folder)
@@ -111,8 +110,8 @@ _VERIFY_SHIPPED = f"""
 import json
 from ganport.runtime import SHIPPED_MODELS
 from ganport.verify import verify
-print(json.dumps([(c.line(), c.passed) for name in {SHIPPED!r} for c in verify(SHIPPED_MODELS / name, jvm=False,
-                  log=lambda line: None)]))
+print(json.dumps([(c.line(), c.passed) for name in {SHIPPED_MODEL_NAMES!r}
+                  for c in verify(SHIPPED_MODELS / name, jvm=False, log=lambda line: None)]))
 """
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import SHIPPED_MODEL_NAMES
 from ganport.cli import app
 from ganport.evaluate import evaluate
 from ganport.runtime import DEFAULT_GENERATOR, SHIPPED_MODELS
@@ -24,6 +25,10 @@ REFERENCE_MODELS = {
     # No int8 file: the export's speed gate refused it (not faster than fp32 here; its card has the numbers).
     "mnist-dcgan-paper": {"iterations": "60000", "score": 9.0, "int8": False},
 }
+
+
+def test_every_shipped_model_has_its_targets_here():
+    assert sorted(REFERENCE_MODELS) == SHIPPED_MODEL_NAMES
 
 
 def test_sample_without_a_model_uses_the_shipped_generator(tmp_path):
