@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fill models/NAME/ from a finished run: ONNX (fp32 folded + int8 where its gates pass), DL4J-ready HDF5 with test vectors, a sample
-# grid, the eval metrics and the run's config and metrics. The model card (README.md there) is written by hand.
+# Fill models/NAME/ from a finished run: ONNX (fp32 folded + int8 where its gates pass), DL4J-ready HDF5 with test
+# vectors, a sample grid, the eval metrics and the run's config and metrics. The model card (README.md there) is
+# written by hand.
 #   scripts/package-reference-model.sh RUN_FOLDER models/mnist-gan [SAMPLE OPTIONS, default: -n 100]
 #   scripts/package-reference-model.sh runs/mnist-cgan models/mnist-cgan --label 0-9 -n 10
 set -euo pipefail
