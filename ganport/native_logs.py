@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -31,6 +32,16 @@ def _writes_to_descriptor_2(stream: object) -> bool:
         return stream.fileno() == 2  # type: ignore[attr-defined]
     except (AttributeError, ValueError, io.UnsupportedOperation):  # a test runner's capture, say
         return False
+
+
+def _repoint_log_handlers(old: object, new: object) -> None:
+    """Log handlers made inside the block (TensorFlow makes its own on its first Python warning) hold the block's
+    stream: they get the lasting one, or every later warning would print a 'Logging error' traceback."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # a logging.PlaceHolder has none
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 @contextlib.contextmanager
@@ -57,6 +68,7 @@ def filtered_native_stderr(noise: re.Pattern[str] = NOISE) -> Iterator[None]:
         yield
     finally:
         if sys.stderr is not python_stderr:
+            _repoint_log_handlers(sys.stderr, python_stderr)
             sys.stderr.close()
             sys.stderr = python_stderr
         os.dup2(terminal, 2)  # the pipe's last writer closes: the forwarder reads to its end and stops

@@ -456,13 +456,19 @@ def _checkpoint_manager(
     if found:
         # the manager lists only checkpoints newer than its last "preserved" time: their files' times
         times = [index.stat().st_mtime for index in found]
-        tf.compat.v1.train.update_checkpoint_state(  # paths as the manager names them: its folder + ckpt-N
-            str(run.checkpoints),
-            str(found[-1].with_suffix("")),
-            [str(index.with_suffix("")) for index in found],
-            all_model_checkpoint_timestamps=times,
-            last_preserved_timestamp=min(times) - 1,
-        )
+        tensorflow_logger = tf.get_logger()
+        level = tensorflow_logger.level
+        tensorflow_logger.setLevel("ERROR")  # its deprecation notice is for ganport's code, not for the user
+        try:
+            tf.compat.v1.train.update_checkpoint_state(  # paths as the manager names them: its folder + ckpt-N
+                str(run.checkpoints),
+                str(found[-1].with_suffix("")),
+                [str(index.with_suffix("")) for index in found],
+                all_model_checkpoint_timestamps=times,
+                last_preserved_timestamp=min(times) - 1,
+            )
+        finally:
+            tensorflow_logger.setLevel(level)
     console.print(
         f"{run.checkpoints / 'checkpoint'} {problem}; rebuilt from the {len(found)} checkpoint(s) found there",
         markup=False,

@@ -156,6 +156,21 @@ def test_the_native_log_filter_drops_only_tensorflows_noise():
     assert sorted(result.stderr.splitlines()) == expected, result.stderr
 
 
+def test_a_log_handler_made_inside_the_filter_still_writes_after_it():
+    """TensorFlow makes its Python log handler on its first warning, often inside the filter (at import): later
+    warnings reach the terminal instead of a closed stream ('--- Logging error ---' and a traceback)."""
+    snippet = (
+        "import logging, sys\n"
+        "from ganport.native_logs import filtered_native_stderr\n"
+        "with filtered_native_stderr():\n"
+        "    logging.getLogger('tensorflow').addHandler(logging.StreamHandler(sys.stderr))\n"
+        "logging.getLogger('tensorflow').warning('a warning after the filter')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["a warning after the filter"], result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("compiler", ["--xla", "--no-xla"])
 def test_a_dcgan_run_prints_no_tensorflow_cpp_error_lines(compiler, tmp_path):
