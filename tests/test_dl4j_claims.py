@@ -141,6 +141,20 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
     ),
     "reshape_trailing": lambda: _chain((6,), layers.Dense(16), layers.Reshape((4, 4, 1))),
     "dropouts": lambda: _image(layers.Conv2D(4, 3), layers.SpatialDropout2D(0.3), layers.Dropout(0.4)),
+    "noise_and_dropouts_inert_at_inference": lambda: _image(
+        layers.GaussianNoise(1), layers.Conv2D(4, 3), layers.GaussianDropout(0.3), layers.AlphaDropout(0.2)
+    ),
+    "elu": lambda: _image(layers.Conv2D(4, 3), layers.ELU(alpha=0.6)),
+    "softmax_dense": lambda: _chain((6,), layers.Dense(5), layers.Softmax()),
+    "softmax_image_channels": lambda: _image(layers.Conv2D(4, 3), layers.Softmax()),
+    "softmax_sequence_features": lambda: _chain(
+        (8, 3), layers.Conv1D(4, 3, padding="same"), layers.Softmax(), layers.Flatten(), layers.Dense(2)
+    ),
+    "rescaling_the_input_image": lambda: _image(layers.Rescaling(1 / 127.5, offset=-1), layers.Conv2D(4, 3)),
+    "rescaling_per_channel": lambda: _image(layers.Conv2D(3, 3), layers.Rescaling([2.0, 0.5, 1.5], offset=0.1)),
+    "rescaling_features_as_the_output": lambda: _chain(
+        (6,), layers.Dense(4, activation="tanh"), layers.Rescaling(127.5, offset=127.5)
+    ),
     **{
         f"merge_{kind.__name__.lower()}": (lambda kind=kind: _merge(kind))
         for kind in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Concatenate)

@@ -151,7 +151,7 @@ def test_unsupported_layers_are_listed(tmp_path):
             keras.Input((28, 28, 1)),
             keras.layers.Permute((2, 1, 3)),
             keras.layers.Flatten(),
-            keras.layers.GaussianNoise(0.1),
+            keras.layers.ActivityRegularization(0.1),
             keras.layers.Dense(1, activation="sigmoid"),
         ]
     )
@@ -159,7 +159,7 @@ def test_unsupported_layers_are_listed(tmp_path):
     with pytest.raises(UnsupportedLayerError) as error:
         export(tmp_path / "conv.keras", "onnx", tmp_path, log=lambda line: None)
     message = str(error.value)
-    assert "Permute" in message and "GaussianNoise" in message
+    assert "Permute" in message and "ActivityRegularization" in message
     assert "supported: Activation" in message
 
 

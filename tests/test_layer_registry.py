@@ -31,12 +31,13 @@ def _same_convolution(filters: int, kernel: tuple[int, int], use_bias: bool = Tr
 
 def _graph_with_every_rewrite() -> Graph:
     """An UpSampling2D on the input, a Dense on images, a BatchNorm without center, a per-channel PReLU, an
-    UpSampling2D before a 3x3 Conv2D and a "same" Conv2DTranspose: each class DL4J gets a rewrite for."""
+    UpSampling2D before a 3x3 Conv2D, a Rescaling and a "same" Conv2DTranspose: each class DL4J gets a rewrite for."""
     rng = np.random.default_rng(0)
     dense = {"units": 3, "activation": "linear", "use_bias": True, "input_rank": 4, "input_steps": None}
     norm = {"momentum": 0.9, "epsilon": 1e-3, "center": False, "scale": True}
     convolution = _same_convolution(2, (3, 3))
     transposed = {**_same_convolution(2, (4, 4)), "strides": (2, 2), "output_padding": None}
+    rescaling = {"scale": [0.5, 2.0], "offset": 0.25, "input_rank": 4, "channels": 2}
     layers = (
         LayerSpec("UpSampling2D", "up", {"size": (2, 2), "interpolation": "nearest"}, [], ("x",)),
         LayerSpec("Dense", "dense", dense, [rng.normal(size=(3, 3)), rng.normal(size=3)], ("up",)),
@@ -46,7 +47,8 @@ def _graph_with_every_rewrite() -> Graph:
         ),
         LayerSpec("UpSampling2D", "up_again", {"size": (2, 2), "interpolation": "nearest"}, [], ("prelu",)),
         LayerSpec("Conv2D", "conv", convolution, [rng.normal(size=(3, 3, 3, 2)), rng.normal(size=2)], ("up_again",)),
-        LayerSpec("Conv2DTranspose", "deconv", transposed, [rng.normal(size=(4, 4, 2, 2)), np.zeros(2)], ("conv",)),
+        LayerSpec("Rescaling", "rescale", rescaling, [], ("conv",)),
+        LayerSpec("Conv2DTranspose", "deconv", transposed, [rng.normal(size=(4, 4, 2, 2)), np.zeros(2)], ("rescale",)),
     )
     return Graph("every_rewrite", (InputSpec("x", (4, 4, 3), "float32"),), layers, ("deconv",))
 
@@ -58,7 +60,7 @@ def _wiring(graph: Graph) -> set[tuple[str, str, tuple[str, ...]]]:
 def test_dl4j_rewrites_of_different_classes_commute_and_keep_every_name_but_a_merged_upsampling():
     graph = _graph_with_every_rewrite()
     rewrites = [rule.rewrite for kind in supported_layers() if (rule := converter(kind).dl4j).rewrite is not None]
-    assert len(rewrites) == 6
+    assert len(rewrites) == 7
     forward = functools.reduce(lambda current, rewrite: rewrite(current), rewrites, graph)
     backward = functools.reduce(lambda current, rewrite: rewrite(current), reversed(rewrites), graph)
     assert _wiring(forward) == _wiring(backward)
@@ -67,6 +69,7 @@ def test_dl4j_rewrites_of_different_classes_commute_and_keep_every_name_but_a_me
     assert _wiring(written) == _wiring(forward)
     kinds = {spec.name: spec.kind for spec in written.layers}
     assert kinds["dense"] == "Conv2D" and kinds["prelu"] == "Add" and kinds["up_nhwc"] == "Conv2D"
+    assert kinds["rescale"] == "Conv2D"
     assert "up_again" not in kinds and kinds["conv"] == "Conv2DTranspose"  # "same": another one reads it
     assert kinds["deconv_full"] == "Conv2DTranspose" and kinds["deconv"] == "Cropping2D"  # the output: cropped
     paddings = {spec.name: spec.options["padding"] for spec in written.layers if spec.kind == "Conv2DTranspose"}

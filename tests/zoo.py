@@ -147,13 +147,26 @@ def sequence_critic(module: ModuleType = keras) -> Any:
     return module.Model(series, k.Dense(1)(k.Flatten()(x)), name="sequence_critic")
 
 
+def inference_identities_critic(module: ModuleType = keras) -> Any:
+    """A critic with what GAN code adds around its layers: Rescaling of pixel values (by one number and per channel),
+    noise and dropouts that act only while training, ELU, and a softmax over classes."""
+    k = module.layers
+    image = module.Input(shape=(12, 12, 3), name="image")
+    x = k.GaussianNoise(0.1)(k.Rescaling(1 / 127.5, offset=-1.0)(image))
+    x = k.ELU(alpha=0.5)(k.Conv2D(6, 3, strides=2, padding="same")(x))
+    x = k.Rescaling([2.0, 1.0, 0.5, 1.0, 1.5, 3.0], offset=0.25)(k.GaussianDropout(0.2)(x))
+    x = k.AlphaDropout(0.1)(k.Flatten()(x))
+    return module.Model(image, k.Softmax(name="classes")(k.Dense(5)(x)), name="inference_identities_critic")
+
+
 def onnx_only_layers(module: ModuleType = keras) -> Any:
     """The layers ganport converts for ONNX but DL4J 1.0.0-M2.1 does not import with the same numbers:
-    DepthwiseConv2D, PReLU with a slope per position, UpSampling1D, LayerNormalization (export --format h5
-    refuses it, naming them)."""
+    DepthwiseConv2D, PReLU with a slope per position, UpSampling1D, LayerNormalization, GroupNormalization
+    (export --format h5 refuses it, naming them)."""
     k = module.layers
     image = module.Input(shape=(8, 8, 3), name="image")
     x = k.PReLU()(k.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(image))
+    x = k.GroupNormalization(groups=3)(x)
     x = k.LayerNormalization()(k.UpSampling1D(2)(k.Reshape((64, 6))(x)))
     return module.Model(image, k.Dense(1)(k.Flatten()(x)), name="onnx_only_layers")
 
@@ -173,6 +186,7 @@ MODELS = {
     "multiclass_critic": multiclass_critic,
     "separable_critic": separable_critic,
     "sequence_critic": sequence_critic,
+    "inference_identities_critic": inference_identities_critic,
 }
 
 

@@ -1,9 +1,11 @@
-"""Dense, activations, dropout, shapes and merges."""
+"""Dense, activations, layers inert at inference, rescaling, shapes and merges."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ganport.export.layers.reading import (
     activation_option,
@@ -116,15 +118,112 @@ register(
         dl4j=TargetRule(problem=activation_problem),
     ),
 )
-for _dropout in ("Dropout", "SpatialDropout2D"):
+register(
+    "ELU",
+    Converter(
+        lambda layer: {"alpha": float(layer.alpha)},
+        keras_layer("ELU"),
+        # DL4J casts `alpha` to a double: an integer there stops its import
+        dl4j=TargetRule(required=lambda config: isinstance(config.get("alpha"), float)),
+    ),
+)
+
+
+def _read_softmax(layer: Any) -> dict[str, Any]:
+    rank = len(layer.input.shape)
+    axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+    return {"axis": layer.axis, "last_axis": [axis % rank for axis in axes] == [rank - 1]}
+
+
+def _softmax(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    return module.layers.Softmax(axis=options["axis"], name=name)
+
+
+def _softmax_problem(options: dict[str, Any]) -> str | None:
+    if not options["last_axis"]:  # DL4J's ActivationLayer applies it over the last (NHWC: channels) axis
+        return f"a softmax over axis {options['axis']}, where DL4J's normalises the last (feature) axis only"
+    return None
+
+
+register(
+    "Softmax",
+    Converter(_read_softmax, _softmax, dl4j=TargetRule(problem=_softmax_problem)),
+)
+
+# Layers that act only while training: at inference each hands on its input as it is. Each field DL4J reads is
+# cast to a double there, so it must be written as a float.
+_INERT = {
+    "Dropout": "rate",
+    "SpatialDropout2D": "rate",
+    "GaussianDropout": "rate",
+    "AlphaDropout": "rate",
+    "GaussianNoise": "stddev",
+}
+for _kind, _field in _INERT.items():
     register(
-        _dropout,
+        _kind,
         Converter(
-            lambda layer: {"rate": float(layer.rate)},
-            keras_layer(_dropout),
-            dl4j=TargetRule(note="inert"),
+            lambda layer, field=_field: {field: float(getattr(layer, field))},
+            keras_layer(_kind),
+            dl4j=TargetRule(note="inert", required=lambda config, field=_field: isinstance(config.get(field), float)),
         ),
     )
+
+
+def _read_rescaling(layer: Any) -> dict[str, Any]:
+    def as_option(value: Any) -> float | list[float]:
+        array = np.asarray(value, np.float64)
+        return float(array) if array.ndim == 0 else [float(item) for item in array.reshape(-1)]
+
+    shape = layer.input.shape
+    return {
+        "scale": as_option(layer.scale),
+        "offset": as_option(layer.offset),
+        "input_rank": len(shape),
+        "channels": shape[-1],
+    }
+
+
+def _rescaling(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    return module.layers.Rescaling(options["scale"], options["offset"], name=name)
+
+
+def _rescaling_problem(options: dict[str, Any]) -> str | None:
+    if options["input_rank"] not in (2, 4) or options["channels"] is None:
+        return "DL4J has no Rescaling; ganport writes one on [batch, features] or images only (as a 1x1 layer)"
+    return None
+
+
+def _rescaling_as_pointwise(graph: Graph) -> Graph:
+    """Each Rescaling (DL4J's import has none) as the Dense or 1x1 Conv2D with a diagonal kernel that computes
+    x * scale + offset: the products by zero add nothing, so the numbers are Keras's."""
+
+    def rewritten(spec: LayerSpec) -> LayerSpec:
+        if spec.kind != "Rescaling":
+            return spec
+        channels = spec.options["channels"]
+        scale, offset = (
+            np.broadcast_to(np.asarray(spec.options[key], np.float32).reshape(-1), (channels,))
+            for key in ("scale", "offset")
+        )
+        image = spec.options["input_rank"] == 4
+        return pointwise(spec.name, spec.inbound[0], np.diag(scale), image, "linear", offset.copy())
+
+    return graph.with_layers([rewritten(spec) for spec in graph.layers])
+
+
+register(
+    "Rescaling",
+    Converter(
+        _read_rescaling,
+        _rescaling,
+        dl4j=TargetRule(
+            problem=_rescaling_problem,
+            rewrite=_rescaling_as_pointwise,
+            note="written as a Dense or 1x1 Conv2D with a diagonal kernel",
+        ),
+    ),
+)
 
 # --- shape ---------------------------------------------------------------------------------------------------------
 

@@ -176,6 +176,40 @@ register(
     ),
 )
 
+
+def _read_group_normalization(layer: Any) -> dict[str, Any]:
+    shape = layer.input.shape
+    if layer.axis % len(shape) != len(shape) - 1:
+        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature, channels_last) axis is supported.")
+    return {
+        "groups": int(layer.groups),
+        "axis": -1,
+        "epsilon": float(layer.epsilon),
+        "center": bool(layer.center),
+        "scale": bool(layer.scale),
+        # values one mean sums: the positions times the channels of one group
+        "group_size": int(np.prod([side or 1 for side in shape[1:-1]])) * int(shape[-1]) // int(layer.groups),
+    }
+
+
+def _group_normalization(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    kept = {key: value for key, value in options.items() if key != "group_size"}
+    return module.layers.GroupNormalization(name=name, **kept)
+
+
+register(
+    "GroupNormalization",
+    Converter(
+        _read_group_normalization,
+        _group_normalization,
+        dl4j=TargetRule(
+            refused='DL4J 1.0.0-M2.1\'s Keras import has no GroupNormalization ("Unsupported keras layer type")'
+        ),
+        accumulation=lambda spec: spec.options["group_size"],
+    ),
+)
+
+
 # --- keras-contrib and TensorFlow Addons normalisation, read without their libraries ----------------------------------
 
 
