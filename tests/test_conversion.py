@@ -244,6 +244,19 @@ def test_unsupported_layers_get_a_clear_refusal_from_export_and_inspect(unconver
     assert not (unconvertible[name].parent / "out").exists()
 
 
+def test_an_integer_input_that_is_not_a_label_is_refused_in_one_line(tmp_path):
+    """uint8 pixels fed to a Rescaling: the checks feed integer inputs only as class labels (one per sample), so
+    export refuses the model by its input rather than failing on its shape; a label input still converts."""
+    image = keras.Input((8, 8, 3), dtype="uint8", name="pixels")
+    features = keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(keras.layers.Rescaling(1 / 255)(image)))
+    keras.Model(image, keras.layers.Dense(1)(features)).save(tmp_path / "pixels.keras")
+    fragments = ("'pixels' takes uint8 values of shape (8, 8, 3)", "class labels", "float32 input")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "pixels.keras"), "--out", str(tmp_path / "out")])
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out").exists()
+    assert_one_line_error(CliRunner().invoke(app, ["inspect", str(tmp_path / "pixels.keras")]), *fragments)
+
+
 def test_a_custom_layer_whose_class_is_at_hand_converts_to_onnx_only(unconvertible, tmp_path):
     """A registered custom class (here, in this process; for users, --custom-objects) is rebuilt from its config."""
     (exported,) = export(unconvertible["custom"], "onnx", tmp_path, log=lambda line: None)

@@ -6,6 +6,7 @@ conditional model's class input, and `image` / `validity` (+ `class_probabilitie
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,14 +80,26 @@ class SourceModel:
 
 
 def _label_inputs(graph: Graph) -> list[InputSpec]:
-    """Integer inputs, and inputs read only by Embeddings: class labels."""
+    """Integer inputs of one value per sample, and inputs read only by Embeddings: class labels."""
     readers = graph.consumers()
     kinds = {spec.name: spec.kind for spec in graph.layers}
     return [
         item
         for item in graph.inputs
-        if item.is_integer or (readers[item.name] and all(kinds.get(n) == "Embedding" for n in readers[item.name]))
+        if (item.is_integer and math.prod(item.shape) == 1)
+        or (readers[item.name] and all(kinds.get(n) == "Embedding" for n in readers[item.name]))
     ]
+
+
+def _refuse_integer_data(graph: Graph, labels: list[InputSpec]) -> None:
+    """Integer inputs that are not labels (uint8 pixels, say): the checks feed integers only as class labels."""
+    for item in graph.inputs:
+        if item.is_integer and item not in labels:
+            raise ModelError(
+                f"Input {item.name!r} takes {item.dtype} values of shape {item.keras_shape()}; ganport reads integer "
+                "inputs only as class labels (one per sample). Give the model a float32 input (a Rescaling layer "
+                "after it keeps the pixel scale)."
+            )
 
 
 def source_model(model: Any, stem: str, origin: Path, iterations: int | None = None) -> SourceModel:
@@ -95,6 +108,7 @@ def source_model(model: Any, stem: str, origin: Path, iterations: int | None = N
     any other model keeps its own."""
     graph = read_graph(model)
     labels = _label_inputs(graph)
+    _refuse_integer_data(graph, labels)
     mains = [item for item in graph.inputs if item not in labels]
     output_shapes = [list(tensor.shape) for tensor in model.outputs]
     role = MODEL
