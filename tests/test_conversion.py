@@ -257,6 +257,26 @@ def test_an_integer_input_that_is_not_a_label_is_refused_in_one_line(tmp_path):
     assert_one_line_error(CliRunner().invoke(app, ["inspect", str(tmp_path / "pixels.keras")]), *fragments)
 
 
+@pytest.mark.parametrize("module_name", ["keras", "tf_keras"])
+def test_an_embedded_sequence_of_labels_converts_with_labels_in_turn(module_name, tmp_path):
+    """An input read only by an Embedding holding several labels per sample (tokens, a label per part): the checks
+    feed labels 0, 1, 2, ... across each sample's places, and every target computes the model's numbers."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    tokens = module.Input((5,), name="tokens")
+    embedded = module.layers.Flatten()(module.layers.Embedding(7, 4)(tokens))
+    source = tmp_path / f"tokens{'.keras' if module is keras else '.h5'}"
+    module.Model(tokens, module.layers.Dense(3)(embedded)).save(source)
+    for fmt in ("onnx", "h5"):
+        (exported,) = export(source, fmt, tmp_path / fmt, log=lambda line: None)
+        assert exported.comparison.passed, exported.comparison.line()
+    with h5py.File(exported.test_vectors) as vectors:
+        (name,) = json.loads(vectors.attrs["inputs"])["inputs"]
+        fed = vectors[f"inputs/{name}"][()]
+    np.testing.assert_array_equal(fed.reshape(-1), np.arange(fed.size) % 7)
+
+
 def test_a_custom_layer_whose_class_is_at_hand_converts_to_onnx_only(unconvertible, tmp_path):
     """A registered custom class (here, in this process; for users, --custom-objects) is rebuilt from its config."""
     (exported,) = export(unconvertible["custom"], "onnx", tmp_path, log=lambda line: None)

@@ -227,7 +227,7 @@ def reference_inputs(sources: list[SourceModel], seed: int = REFERENCE_SEED) -> 
         labels = _label_inputs(source.graph)
         for item in source.graph.inputs:
             if item in labels:
-                cycled = np.arange(batch) % source.classes
+                cycled = np.arange(batch * math.prod(item.shape)) % source.classes  # a sequence: labels in turn
                 arrays[item.name] = cycled.reshape(-1, *item.shape).astype(item.dtype)
             elif source.role is GENERATOR:
                 arrays[item.name] = reference_noise(item.shape[-1], batch, seed)

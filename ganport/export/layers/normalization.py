@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ganport.export.layers.reading import is_keras2, keras_layer
-from ganport.export.layers.registry import Converter, LayerSpec, TargetRule, pointwise, refuse, register, unique_name
+from ganport.export.layers.reading import is_keras2, keras_layer, last_axis_only
+from ganport.export.layers.registry import Converter, LayerSpec, TargetRule, pointwise, register, unique_name
 
 if TYPE_CHECKING:
     from ganport.export.graph import Graph
 
 
 def _read_batch_normalization(layer: Any) -> dict[str, Any]:
-    axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
-    rank = len(layer.input.shape)
-    if [axis % rank for axis in axes] != [rank - 1]:
-        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature, channels_last) axis is supported.")
+    last_axis_only(layer, "feature, channels_last")
     return {
         "momentum": float(layer.momentum),
         "epsilon": float(layer.epsilon),
@@ -145,10 +142,7 @@ def _prelu_as_relus(graph: Graph) -> Graph:
 
 
 def _read_layer_normalization(layer: Any) -> dict[str, Any]:
-    axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
-    rank = len(layer.input.shape)
-    if [axis % rank for axis in axes] != [rank - 1]:
-        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature) axis is supported.")
+    last_axis_only(layer, "feature")
     return {"axis": -1, "epsilon": float(layer.epsilon), "center": bool(layer.center), "scale": bool(layer.scale)}
 
 
@@ -178,9 +172,8 @@ register(
 
 
 def _read_group_normalization(layer: Any) -> dict[str, Any]:
+    last_axis_only(layer, "feature, channels_last")
     shape = layer.input.shape
-    if layer.axis % len(shape) != len(shape) - 1:
-        raise refuse(layer, f"normalises axis {layer.axis}; only the last (feature, channels_last) axis is supported.")
     return {
         "groups": int(layer.groups),
         "axis": -1,

@@ -3,6 +3,7 @@ pairs, and Keras's own layers built from their options."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
@@ -77,6 +78,17 @@ def keras_activation(options: dict[str, Any], module: ModuleType) -> dict[str, A
     if "activation" in options and is_keras2(module):
         return {**options, "activation": _KERAS2_ACTIVATION_NAMES.get(options["activation"], options["activation"])}
     return options
+
+
+def last_axis_only(layer: Any, axis_is: str) -> None:
+    """Refuse a layer whose `axis` (an int, or a list: tf_keras keeps it in a ListWrapper) is not its input's last
+    axis alone."""
+    value = layer.axis
+    axes = [int(axis) for axis in value] if isinstance(value, Iterable) else [int(value)]
+    rank = len(layer.input.shape)
+    if [axis % rank for axis in axes] != [rank - 1]:
+        shown = axes[0] if len(axes) == 1 else axes
+        raise refuse(layer, f"normalises axis {shown}; only the last ({axis_is}) axis is supported.")
 
 
 def channels_last(layer: Any) -> None:
