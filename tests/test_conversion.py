@@ -343,19 +343,20 @@ def test_roles_describe_rgb_image_to_image_tabular_and_k_way_models(conversions,
 
 @pytest.mark.parametrize("module_name", ["keras", "tf_keras"])
 def test_layers_dl4j_cannot_take_convert_to_onnx_and_the_h5_refusal_names_each(module_name, tmp_path):
-    """DepthwiseConv2D, PReLU, UpSampling1D, LayerNormalization and GroupNormalization: ONNX with parity; for DL4J
-    one line naming each layer, why (measured with DL4J 1.0.0-M2.1, or its import has no such class), and the ONNX
-    route; no file written."""
+    """DepthwiseConv2D, PReLU, GroupNormalization, the 1D padding, cropping, upsampling and average pooling, and
+    LayerNormalization: ONNX with parity; for DL4J one line naming each layer, why (measured with DL4J 1.0.0-M2.1,
+    or its import has no such class), and the ONNX route; no file written."""
     import importlib
 
     module = importlib.import_module(module_name)
     source = tmp_path / f"onnx_only_layers{'.keras' if module is keras else '.h5'}"
     zoo.randomized(zoo.onnx_only_layers(module)).save(source)
     report = inspect_model(source)
-    assert report.verdicts["onnx"] == [] and len(report.verdicts["h5"]) == 6, report.verdicts  # + the rank-3 Reshape
+    assert report.verdicts["onnx"] == [] and len(report.verdicts["h5"]) == 9, report.verdicts  # + the rank-3 Reshape
     (exported,) = export(source, "onnx", tmp_path / "out", log=lambda line: None)
     assert exported.comparison.passed, exported.comparison.line()
     result = CliRunner().invoke(app, ["export", str(source), "-f", "h5", "--out", str(tmp_path / "h5")])
-    fragments = ("DepthwiseConv2D", "PReLU", "UpSampling1D", "LayerNormalization", "GroupNormalization", "Export it")
+    fragments = ("DepthwiseConv2D", "PReLU", "GroupNormalization", "UpSampling1D", "ZeroPadding1D", "Cropping1D")
+    fragments += ("AveragePooling1D", "LayerNormalization", "Export it to ONNX")
     assert_one_line_error(result, *fragments, exit_code=1)
     assert not (tmp_path / "h5").exists() or list((tmp_path / "h5").iterdir()) == []

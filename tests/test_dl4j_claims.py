@@ -103,6 +103,26 @@ CLAIMS: dict[str, Callable[[], tf_keras.Model]] = {
     "separable_conv2d_multiplier_2": lambda: _image(layers.SeparableConv2D(4, 3, depth_multiplier=2)),
     "conv1d_same": lambda: _chain((10, 3), layers.Conv1D(4, 3, padding="same"), layers.Flatten(), layers.Dense(2)),
     "conv1d_valid_stride_2": lambda: _chain((10, 3), layers.Conv1D(4, 3, strides=2), layers.Flatten(), layers.Dense(2)),
+    **{
+        f"max_pooling1d_{name}": (
+            lambda settings=settings: _chain(
+                (10, 3), layers.Conv1D(4, 3), layers.MaxPooling1D(**settings), layers.Flatten(), layers.Dense(2)
+            )
+        )
+        for name, settings in {
+            "2": {"pool_size": 2},
+            "3_same": {"pool_size": 3, "strides": 2, "padding": "same"},
+        }.items()
+    },
+    "max_pooling1d_on_the_input": lambda: _chain((10, 3), layers.MaxPooling1D(2), layers.Flatten(), layers.Dense(2)),
+    **{
+        f"{kind.__name__.lower()}": (
+            lambda kind=kind: _chain(
+                (10, 3), layers.Conv1D(4, 3), layers.SpatialDropout1D(0.3), kind(), layers.Dense(2)
+            )
+        )
+        for kind in (layers.GlobalAveragePooling1D, layers.GlobalMaxPooling1D)
+    },
     "cropping2d": lambda: _image(layers.Cropping2D(((1, 2), (2, 1)))),
     "zero_padding2d": lambda: _image(layers.ZeroPadding2D(((1, 0), (2, 1)))),
     "max_pooling2d": lambda: _image(layers.MaxPooling2D(2)),

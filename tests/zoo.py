@@ -139,12 +139,15 @@ def separable_critic(module: ModuleType = keras) -> Any:
 
 
 def sequence_critic(module: ModuleType = keras) -> Any:
-    """A critic of sequences [batch, steps, features] through Conv1D (same, then strided valid)."""
+    """A critic of sequences [batch, steps, features] through Conv1D (same, then strided valid), spatial dropout,
+    max pooling, and the steps flattened beside their global average and maximum."""
     k = module.layers
     series = module.Input(shape=(32, 4), name="series")
     x = k.Conv1D(8, 3, padding="same", activation="relu")(series)
+    x = k.MaxPooling1D(2)(k.SpatialDropout1D(0.2)(x))
     x = k.Conv1D(4, 3, strides=2, padding="valid", dilation_rate=1)(x)
-    return module.Model(series, k.Dense(1)(k.Flatten()(x)), name="sequence_critic")
+    features = k.Concatenate()([k.Flatten()(x), k.GlobalAveragePooling1D()(x), k.GlobalMaxPooling1D()(x)])
+    return module.Model(series, k.Dense(1)(features), name="sequence_critic")
 
 
 def inference_identities_critic(module: ModuleType = keras) -> Any:
@@ -161,13 +164,14 @@ def inference_identities_critic(module: ModuleType = keras) -> Any:
 
 def onnx_only_layers(module: ModuleType = keras) -> Any:
     """The layers ganport converts for ONNX but DL4J 1.0.0-M2.1 does not import with the same numbers:
-    DepthwiseConv2D, PReLU with a slope per position, UpSampling1D, LayerNormalization, GroupNormalization
-    (export --format h5 refuses it, naming them)."""
+    DepthwiseConv2D, PReLU with a slope per position, GroupNormalization, UpSampling1D, ZeroPadding1D,
+    Cropping1D, AveragePooling1D, LayerNormalization (export --format h5 refuses it, naming them)."""
     k = module.layers
     image = module.Input(shape=(8, 8, 3), name="image")
     x = k.PReLU()(k.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(image))
     x = k.GroupNormalization(groups=3)(x)
-    x = k.LayerNormalization()(k.UpSampling1D(2)(k.Reshape((64, 6))(x)))
+    x = k.Cropping1D((2, 0))(k.ZeroPadding1D(1)(k.UpSampling1D(2)(k.Reshape((64, 6))(x))))
+    x = k.LayerNormalization()(k.AveragePooling1D(2)(x))
     return module.Model(image, k.Dense(1)(k.Flatten()(x)), name="onnx_only_layers")
 
 

@@ -316,6 +316,63 @@ for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         ),
     )
 
+
+def _read_pooling_1d(layer: Any) -> dict[str, Any]:
+    channels_last(layer)
+    (size,), (stride,) = (
+        tuple(value) if isinstance(value, tuple | list) else (value,) for value in (layer.pool_size, layer.strides)
+    )
+    return {"pool_size": int(size), "strides": int(stride), "padding": str(layer.padding)}
+
+
+def _pair_1d(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(side) for side in value)
+
+
+# ZeroPadding1D, Cropping1D and AveragePooling1D: measured with DL4J 1.0.0-M2.1 (2026-12-08), beside its
+# MaxPooling1D, GlobalPooling and SpatialDropout1D that compute Keras's numbers
+register(
+    "ZeroPadding1D",
+    Converter(
+        lambda layer: {"padding": _pair_1d(layer.padding)},
+        keras_layer("ZeroPadding1D"),
+        dl4j=TargetRule(refused="DL4J 1.0.0-M2.1 fails on a ZeroPadding1D's output (the Conv1D after it stops)"),
+    ),
+)
+register(
+    "Cropping1D",
+    Converter(
+        lambda layer: {"cropping": _pair_1d(layer.cropping)},
+        keras_layer("Cropping1D"),
+        dl4j=TargetRule(refused="DL4J 1.0.0-M2.1's Cropping1D output has another shape than Keras's"),
+    ),
+)
+register(
+    "MaxPooling1D",
+    Converter(_read_pooling_1d, keras_layer("MaxPooling1D"), dl4j=TargetRule(note="Subsampling1DLayer")),
+)
+register(
+    "AveragePooling1D",
+    Converter(
+        _read_pooling_1d,
+        keras_layer("AveragePooling1D"),
+        dl4j=TargetRule(refused="DL4J 1.0.0-M2.1's AveragePooling1D gives other values than Keras (off by 1.2)"),
+        accumulation=lambda spec: spec.options["pool_size"],
+    ),
+)
+for _pooling in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
+    register(
+        _pooling,
+        Converter(
+            _read_global_pooling,
+            keras_layer(_pooling),
+            dl4j=TargetRule(
+                problem=lambda options: "DL4J does not read keepdims" if options["keepdims"] else None,
+                note="GlobalPoolingLayer",
+            ),
+        ),
+    )
+
 # --- upsampling ----------------------------------------------------------------------------------------------------
 
 

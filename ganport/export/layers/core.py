@@ -154,6 +154,7 @@ register(
 # cast to a double there, so it must be written as a float.
 _INERT = {
     "Dropout": "rate",
+    "SpatialDropout1D": "rate",
     "SpatialDropout2D": "rate",
     "GaussianDropout": "rate",
     "AlphaDropout": "rate",
