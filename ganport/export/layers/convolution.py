@@ -325,16 +325,12 @@ def _read_pooling_1d(layer: Any) -> dict[str, Any]:
     return {"pool_size": int(size), "strides": int(stride), "padding": str(layer.padding)}
 
 
-def _pair_1d(value: Any) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else tuple(int(side) for side in value)
-
-
 # ZeroPadding1D, Cropping1D and AveragePooling1D: measured with DL4J 1.0.0-M2.1 (2026-12-08), beside its
 # MaxPooling1D, GlobalPooling and SpatialDropout1D that compute Keras's numbers
 register(
     "ZeroPadding1D",
     Converter(
-        lambda layer: {"padding": _pair_1d(layer.padding)},
+        lambda layer: {"padding": pair(layer.padding)},
         keras_layer("ZeroPadding1D"),
         dl4j=TargetRule(refused="DL4J 1.0.0-M2.1 fails on a ZeroPadding1D's output (the Conv1D after it stops)"),
     ),
@@ -342,7 +338,7 @@ register(
 register(
     "Cropping1D",
     Converter(
-        lambda layer: {"cropping": _pair_1d(layer.cropping)},
+        lambda layer: {"cropping": pair(layer.cropping)},
         keras_layer("Cropping1D"),
         dl4j=TargetRule(refused="DL4J 1.0.0-M2.1's Cropping1D output has another shape than Keras's"),
     ),
