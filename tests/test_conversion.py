@@ -277,6 +277,25 @@ def test_an_embedded_sequence_of_labels_converts_with_labels_in_turn(module_name
     np.testing.assert_array_equal(fed.reshape(-1), np.arange(fed.size) % 7)
 
 
+@pytest.mark.parametrize("module_name", ["keras", "tf_keras"])
+def test_a_valid_transposed_convolution_with_output_padding_converts_to_onnx(module_name, tmp_path):
+    """tf2onnx 1.17 writes it as a ConvTranspose with negative pads (ONNX's checker rejects them): ganport's ONNX form
+    gives Keras's numbers, the BatchNorm after it folded in; DL4J, which never reads output_padding, refuses it."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    k = module.layers
+    stack = [k.Conv2DTranspose(4, 3, strides=(2, 3), output_padding=(1, 2), activation="relu"), k.BatchNormalization()]
+    model = module.Sequential([module.Input((5, 5, 3)), *stack, k.Flatten(), k.Dense(2)])
+    source = tmp_path / f"padded{'.keras' if module is keras else '.h5'}"
+    zoo.randomized(model).save(source)
+    (exported,) = export(source, "onnx", tmp_path / "onnx", log=lambda line: None)
+    assert exported.comparison.passed, exported.comparison.line()
+    assert {"ConvTranspose", "Pad"} <= set(_ops(exported.path)) and "BatchNormalization" not in _ops(exported.path)
+    result = CliRunner().invoke(app, ["export", str(source), "-f", "h5", "--out", str(tmp_path / "h5")])
+    assert_one_line_error(result, "never reads output_padding", exit_code=1)
+
+
 def test_a_custom_layer_whose_class_is_at_hand_converts_to_onnx_only(unconvertible, tmp_path):
     """A registered custom class (here, in this process; for users, --custom-objects) is rebuilt from its config."""
     (exported,) = export(unconvertible["custom"], "onnx", tmp_path, log=lambda line: None)

@@ -255,12 +255,27 @@ _CONVOLUTIONS: tuple[tuple[str, Callable, TargetRule, Callable[[LayerSpec], int]
         lambda spec: math.prod(spec.weights[0].shape[:2]),  # kernel [k, in, out]
     ),
 )
+
+
+def _transpose_for_onnx(options: dict[str, Any], name: str, module: ModuleType) -> Any:
+    """A "valid" Conv2DTranspose with output_padding as onnx_forms.ValidTransposeThenPad: tf2onnx 1.17 writes the
+    layer itself as a ConvTranspose with negative pads, which ONNX's checker rejects; others as Keras has them."""
+    if options["padding"] != "valid" or not any(options["output_padding"] or ()):
+        return keras_layer("Conv2DTranspose")(options, name, module)
+    from ganport.export.layers.onnx_forms import ValidTransposeThenPad
+
+    return ValidTransposeThenPad(name=name, **{key: value for key, value in options.items() if key != "padding"})
+
+
+# Layers the ONNX export builds in another form that tf2onnx converts (onnx_forms.py).
+_ONNX_FORMS = {"Conv2DTranspose": TargetRule(build=_transpose_for_onnx)}
 for _kind, _read, _dl4j, _accumulation in _CONVOLUTIONS:
     register(
         _kind,
         Converter(
             _read,
             keras_layer(_kind),
+            onnx=_ONNX_FORMS.get(_kind, TargetRule()),
             dl4j=_dl4j,
             accumulation=_accumulation,
         ),

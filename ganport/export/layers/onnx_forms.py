@@ -28,3 +28,38 @@ class NearestResize(keras.layers.Layer):
         return tf.raw_ops.ResizeNearestNeighbor(
             images=images, size=height_width, align_corners=False, half_pixel_centers=False
         )
+
+
+class ValidTransposeThenPad(keras.layers.Layer):
+    """Conv2DTranspose(padding="valid", output_padding=p) as the transposed convolution without p, then p rows and
+    columns of zeros at the bottom and right, then the bias and activation: Keras's numbers, since no kernel product
+    reaches those rows (they hold the bias alone)."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: tuple[int, int],
+        strides: tuple[int, int],
+        dilation_rate: tuple[int, int],
+        activation: str,
+        use_bias: bool,
+        output_padding: tuple[int, int],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.dilation_rate, self.use_bias, self.output_padding = dilation_rate, use_bias, output_padding
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape: Any) -> None:
+        # the variables of Keras's Conv2DTranspose, in its order: kernel [kh, kw, filters, inputs], then bias
+        self.kernel = self.add_weight(shape=(*self.kernel_size, self.filters, input_shape[-1]), name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), name="bias") if self.use_bias else None
+
+    def call(self, images: Any) -> Any:
+        full = keras.ops.conv_transpose(
+            images, self.kernel, self.strides, padding="valid", dilation_rate=self.dilation_rate
+        )
+        (bottom, right) = self.output_padding
+        padded = keras.ops.pad(full, [[0, 0], [0, bottom], [0, right], [0, 0]])
+        return self.activation(padded if self.bias is None else padded + self.bias)
