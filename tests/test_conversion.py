@@ -296,6 +296,30 @@ def test_a_valid_transposed_convolution_with_output_padding_converts_to_onnx(mod
     assert_one_line_error(result, "never reads output_padding", exit_code=1)
 
 
+@pytest.mark.parametrize("module_name", ["keras", "tf_keras"])
+def test_batch_renormalization_and_an_elu_held_as_activation_convert_to_every_format(module_name, tmp_path):
+    """renorm=True adds arrays that act only while training (inference reads gamma, beta and the moving statistics);
+    an ELU layer given as a Dense's activation becomes a layer of its own."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    k = module.layers
+    stack = [k.Dense(8), k.BatchNormalization(renorm=True), k.Dense(8, activation=k.ELU(alpha=0.5)), k.Dense(2)]
+    source = tmp_path / f"renorm{'.keras' if module is keras else '.h5'}"
+    zoo.randomized(module.Sequential([module.Input((6,)), *stack])).save(source)
+    for fmt in ("onnx", "h5", "keras"):
+        (exported,) = export(source, fmt, tmp_path / fmt, log=lambda line: None)
+        assert exported.comparison.passed, exported.comparison.line()
+
+
+def test_a_rms_scaled_layer_normalization_of_keras_3_converts_to_onnx(tmp_path):
+    stack = [keras.layers.Dense(8), keras.layers.LayerNormalization(rms_scaling=True), keras.layers.Dense(2)]
+    zoo.randomized(keras.Sequential([keras.Input((6,)), *stack])).save(tmp_path / "rms.keras")
+    for fmt in ("onnx", "keras"):
+        (exported,) = export(tmp_path / "rms.keras", fmt, tmp_path / fmt, log=lambda line: None)
+        assert exported.comparison.passed, exported.comparison.line()
+
+
 def test_a_custom_layer_whose_class_is_at_hand_converts_to_onnx_only(unconvertible, tmp_path):
     """A registered custom class (here, in this process; for users, --custom-objects) is rebuilt from its config."""
     (exported,) = export(unconvertible["custom"], "onnx", tmp_path, log=lambda line: None)

@@ -207,9 +207,8 @@ def read_layer(traced: TracedLayer) -> LayerSpec:
     kind = kind_of(traced.layer)
     if not _is_supported(traced):
         raise UnsupportedLayerError(_unsupported([f"{type(traced.layer).__name__} ({traced.layer.name})"]))
-    options = converter(kind).read(traced.layer)
-    weights = [np.asarray(weight) for weight in traced.layer.get_weights()]
-    return LayerSpec(kind, traced.name, options, weights, traced.inbound)
+    entry = converter(kind)
+    return LayerSpec(kind, traced.name, entry.read(traced.layer), entry.weights(traced.layer), traced.inbound)
 
 
 def read_graph(model: Any) -> Graph:

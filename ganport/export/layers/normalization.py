@@ -25,6 +25,12 @@ def _read_batch_normalization(layer: Any) -> dict[str, Any]:
     }
 
 
+def _batch_normalization_weights(layer: Any) -> list[np.ndarray]:
+    """gamma, beta, moving mean and variance (each that the layer has), without what renorm=True adds for training."""
+    variables = [getattr(layer, name, None) for name in ("gamma", "beta", "moving_mean", "moving_variance")]
+    return [np.asarray(variable) for variable in variables if variable is not None]
+
+
 def _centered(graph: Graph) -> Graph:
     """Each BatchNormalization with center=False (DL4J's import crashes on it) as center=True with beta 0."""
 
@@ -58,6 +64,7 @@ register(
     Converter(
         _read_batch_normalization,
         keras_layer("BatchNormalization"),
+        weights=_batch_normalization_weights,
         dl4j=TargetRule(
             rewrite=_centered,
             required=lambda config: (
@@ -143,7 +150,10 @@ def _prelu_as_relus(graph: Graph) -> Graph:
 
 def _read_layer_normalization(layer: Any) -> dict[str, Any]:
     last_axis_only(layer, "feature")
-    return {"axis": -1, "epsilon": float(layer.epsilon), "center": bool(layer.center), "scale": bool(layer.scale)}
+    options = {"axis": -1, "epsilon": float(layer.epsilon), "center": bool(layer.center), "scale": bool(layer.scale)}
+    if getattr(layer, "rms_scaling", False):  # Keras 3 only: scaled by gamma alone (no beta), as Keras 3 computes it
+        options["rms_scaling"] = True
+    return options
 
 
 register(

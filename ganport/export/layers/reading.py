@@ -27,7 +27,7 @@ DL4J_ACTIVATIONS = (
 _KERAS2_ACTIVATION_NAMES = {"silu": "swish"}
 # Activation layers a Keras layer may hold as its `activation` (Conv2D(..., activation=LeakyReLU(0.2))): the graph
 # reader writes each as a layer of its own after the one holding it (graph.read_graph), which then reads "linear".
-ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "Activation")
+ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU", "Softmax", "Activation")
 
 
 def is_keras2(module: ModuleType) -> bool:

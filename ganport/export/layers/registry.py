@@ -71,6 +71,10 @@ class Converter:
     merges: bool = False  # takes a list of tensors (Add, Multiply, Concatenate)
     # How many products one output value sums (ganport.parity's tolerance follows it); 0 for layers that sum nothing.
     accumulation: Callable[[LayerSpec], int] = field(default=lambda spec: 0)
+    # The arrays inference reads, in the order the built layer takes them: all its weights unless said otherwise.
+    weights: Callable[[Any], list[np.ndarray]] = field(
+        default=lambda layer: [np.asarray(weight) for weight in layer.get_weights()]
+    )
 
     def target(self, name: str) -> TargetRule:
         return {"onnx": self.onnx, "dl4j": self.dl4j, "keras": self.keras}[name]
