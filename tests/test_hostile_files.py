@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -230,6 +231,43 @@ def test_damaged_configs_are_one_line(config, fragment, tmp_path):
         archive.writestr("config.json", config)
     for path in (h5, architecture, keras_archive):
         assert_one_line_error(_invoke("inspect", path), fragment)
+
+
+@pytest.mark.parametrize(
+    ("layer", "field", "value", "fragment"),
+    [
+        ("Softmax", "axis", 9, "normalises axis 9, which a rank-4 input does not have"),
+        ("Rescaling", "scale", "x", "has scale 'x'; ganport reads one number or one per channel"),
+        ("Rescaling", "offset", [[1.0, 2.0], [3.0, 4.0]], "has offset [[1.0, 2.0], [3.0, 4.0]]"),
+        ("ELU", "alpha", "steep", "has a setting ganport cannot read (could not convert string to float: 'steep')"),
+    ],
+)
+def test_a_layer_setting_edited_to_nonsense_is_refused_in_one_line(layer, field, value, fragment, tmp_path):
+    """Keras loads these files (it checks the settings only when the layer runs): inspect and export refuse them
+    by the layer and the setting, never with a TensorFlow error or 'failed unexpectedly'."""
+    k = keras.layers
+    stack = [k.Rescaling(2.0), k.Conv2D(4, 3, padding="same"), k.ELU(), k.Softmax(), k.Flatten(), k.Dense(1)]
+    keras.Sequential([keras.Input((4, 4, 3)), *stack]).save(tmp_path / "sound.keras")
+
+    def edit(config: dict) -> None:
+        next(item for item in config["config"]["layers"] if item["class_name"] == layer)["config"][field] = value
+
+    edited = _rewrite_keras_config(tmp_path / "sound.keras", tmp_path / "edited.keras", edit)
+    assert_one_line_error(_invoke("inspect", edited), fragment)
+    assert_one_line_error(_invoke("export", edited, "--out", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_its_own_layers_cannot_run_is_refused_by_the_reference_run():
+    """A setting Keras checks only on a call (a softmax over an axis the input lacks: Keras builds the model): the
+    export's first run of the model refuses it in one line with Keras's reason, whatever layer it is."""
+    from ganport.errors import ModelError
+    from ganport.keras_files.run import reference_outputs
+
+    images = keras.Input((4, 4, 3))
+    model = keras.Model(images, keras.layers.Softmax(axis=7)(images))
+    with pytest.raises(ModelError, match=r"m\.keras does not run on inputs of its own shapes \(Softmax.*dim=7\)"):
+        reference_outputs(model, [np.zeros((2, 4, 4, 3), np.float32)], Path("m.keras"))
 
 
 def test_a_custom_objects_file_that_exits_or_fails_is_one_line(tmp_path):

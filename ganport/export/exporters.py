@@ -26,7 +26,7 @@ from ganport.export.vectors import TEST_VECTORS_SUFFIX, holds, vector_arrays
 from ganport.files import ensure_writable_folder, file_problem
 from ganport.keras_files.config import KERAS_METADATA
 from ganport.keras_files.load import LoadOptions, is_saved_model
-from ganport.keras_files.run import predict_all
+from ganport.keras_files.run import reference_outputs
 from ganport.run import RunFolder
 
 
@@ -125,7 +125,7 @@ def _job(
     calibrates on."""
     sized_sources = [sized(source, sizes) for source in sources]
     inputs = reference_inputs(sized_sources)[item.role.name]
-    reference = predict_all(item.keras_model, list(inputs.values()))
+    reference = reference_outputs(item.keras_model, list(inputs.values()), item.origin)
     calibration = tuple(calibration_inputs(sized_sources)[item.role.name]) if calibrate else ()
     return Job(item, target, inputs, reference, options, log, calibration=calibration)
 

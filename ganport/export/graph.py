@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from ganport.errors import ModelError, UnsupportedLayerError
-from ganport.export.layers import LayerSpec, activation_layer, converter, kind_of, supported_layers, unique_name
+from ganport.export.layers import (
+    LayerSpec,
+    activation_layer,
+    converter,
+    kind_of,
+    refuse,
+    supported_layers,
+    unique_name,
+)
 from ganport.keras_files.community import unwrapped
 from ganport.parity import Accumulation
 
@@ -208,7 +216,11 @@ def read_layer(traced: TracedLayer) -> LayerSpec:
     if not _is_supported(traced):
         raise UnsupportedLayerError(_unsupported([f"{type(traced.layer).__name__} ({traced.layer.name})"]))
     entry = converter(kind)
-    return LayerSpec(kind, traced.name, entry.read(traced.layer), entry.weights(traced.layer), traced.inbound)
+    try:
+        options = entry.read(traced.layer)
+    except (TypeError, ValueError) as error:  # a hand-edited or damaged config: a value of the wrong kind
+        raise refuse(traced.layer, f"has a setting ganport cannot read ({error}).") from error
+    return LayerSpec(kind, traced.name, options, entry.weights(traced.layer), traced.inbound)
 
 
 def read_graph(model: Any) -> Graph:

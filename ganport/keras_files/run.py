@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from ganport.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,25 @@ def predict(model: Any, inputs: np.ndarray) -> np.ndarray:
 def predict_all(model: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Inference-mode outputs of a Keras 2 or 3 model with inputs in its own order."""
     return [np.asarray(output) for output in call(model, [tf.constant(array) for array in inputs])]
+
+
+def reference_outputs(model: Any, inputs: list[np.ndarray], origin: Path) -> list[np.ndarray]:
+    """predict_all, where a model whose own layers cannot run on inputs of its declared shapes (a file whose layer
+    settings disagree with them) is refused in one line."""
+    try:
+        return predict_all(model, inputs)
+    except (tf.errors.OpError, ValueError) as error:
+        raise ModelError(
+            f"{origin} does not run on inputs of its own shapes ({_reason(error)}); its layers' settings disagree "
+            "with them. Fix the model in Keras and save it again."
+        ) from error
+
+
+def _reason(error: Exception) -> str:
+    """Keras's message in one short line: without its terminal colours, the arguments it lists, or line breaks."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split("Arguments received")[0]
+    text = " ".join(text.replace("Exception encountered when calling", "").split())
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def framework_versions() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,8 @@ register(
 def _read_softmax(layer: Any) -> dict[str, Any]:
     rank = len(layer.input.shape)
     axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
+    if not all(isinstance(axis, int) and -rank <= axis < rank for axis in axes):
+        raise refuse(layer, f"normalises axis {layer.axis}, which a rank-{rank} input does not have.")
     return {"axis": layer.axis, "last_axis": [axis % rank for axis in axes] == [rank - 1]}
 
 
@@ -172,14 +175,24 @@ for _kind, _field in _INERT.items():
 
 
 def _read_rescaling(layer: Any) -> dict[str, Any]:
-    def as_option(value: Any) -> float | list[float]:
-        array = np.asarray(value, np.float64)
-        return float(array) if array.ndim == 0 else [float(item) for item in array.reshape(-1)]
-
     shape = layer.input.shape
+
+    def as_option(field: str) -> float | list[float]:
+        """One number, or one per channel (Keras broadcasts a vector over the last axis)."""
+        value = getattr(layer, field)
+        try:
+            array = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            array = np.zeros((0, 0))
+        if array.ndim == 0:
+            return float(array)
+        if array.ndim != 1 or array.size not in (1, shape[-1]):
+            raise refuse(layer, f"has {field} {reprlib.repr(value)}; ganport reads one number or one per channel.")
+        return [float(item) for item in array]
+
     return {
-        "scale": as_option(layer.scale),
-        "offset": as_option(layer.offset),
+        "scale": as_option("scale"),
+        "offset": as_option("offset"),
         "input_rank": len(shape),
         "channels": shape[-1],
     }
