@@ -237,7 +237,7 @@ def test_damaged_configs_are_one_line(config, fragment, tmp_path):
     ("layer", "field", "value", "fragment"),
     [
         ("Softmax", "axis", 9, "normalises axis 9, which a rank-4 input does not have"),
-        ("Rescaling", "scale", "x", "has scale 'x'; ganport reads one number or one per channel"),
+        ("Rescaling", "scale", "x", "has a setting ganport cannot read (could not convert string to float: 'x')"),
         ("Rescaling", "offset", [[1.0, 2.0], [3.0, 4.0]], "has offset [[1.0, 2.0], [3.0, 4.0]]"),
         ("ELU", "alpha", "steep", "has a setting ganport cannot read (could not convert string to float: 'steep')"),
     ],

@@ -334,10 +334,11 @@ for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
 
 def _read_pooling_1d(layer: Any) -> dict[str, Any]:
     channels_last(layer)
-    (size,), (stride,) = (
-        tuple(value) if isinstance(value, tuple | list) else (value,) for value in (layer.pool_size, layer.strides)
-    )
-    return {"pool_size": int(size), "strides": int(stride), "padding": str(layer.padding)}
+
+    def length(value: Any) -> int:  # Keras keeps a 1D size as a tuple of one
+        return int(value[0] if isinstance(value, tuple | list) else value)
+
+    return {"pool_size": length(layer.pool_size), "strides": length(layer.strides), "padding": str(layer.padding)}
 
 
 # ZeroPadding1D, Cropping1D and AveragePooling1D: measured with DL4J 1.0.0-M2.1 (2026-12-08), beside its

@@ -180,10 +180,7 @@ def _read_rescaling(layer: Any) -> dict[str, Any]:
     def as_option(field: str) -> float | list[float]:
         """One number, or one per channel (Keras broadcasts a vector over the last axis)."""
         value = getattr(layer, field)
-        try:
-            array = np.asarray(value, np.float64)
-        except (TypeError, ValueError):
-            array = np.zeros((0, 0))
+        array = np.asarray(value, np.float64)  # a value that is no number: graph.read_layer refuses it
         if array.ndim == 0:
             return float(array)
         if array.ndim != 1 or array.size not in (1, shape[-1]):
