@@ -138,37 +138,37 @@ def test_resume_without_a_run_or_beyond_its_end(tmp_path, short_run):
         resume(short_run)
 
 
-def test_the_native_log_filter_drops_only_tensorflows_noise():
-    """Lines written below Python to descriptor 2 pass unless they are known noise; Python's own output passes."""
-    snippet = (
-        "import os, sys\n"
-        "from ganport.native_logs import filtered_native_stderr\n"
-        "with filtered_native_stderr():\n"
-        "    os.write(2, b'E0000 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: Mutation::Apply error\\n')\n"
-        "    os.write(2, b'E0000 kernel.cc:1] a real failure\\n')\n"
-        "    print('from python', file=sys.stderr)\n"
-        "os.write(2, b'after the filter\\n')\n"
-    )
+def _stderr_of(lines_inside: str, lines_after: str) -> str:
+    """What a fresh Python process prints to descriptor 2 when it runs `lines_inside` (indented) within the native
+    log filter and `lines_after` once the filter has ended."""
+    snippet = "import logging, os, sys\nfrom ganport.native_logs import filtered_native_stderr\n"
+    snippet += f"with filtered_native_stderr():\n{lines_inside}{lines_after}"
     result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_the_native_log_filter_drops_only_tensorflows_noise():
+    """Lines written below Python to descriptor 2 pass unless they are known noise; Python's own output passes."""
+    stderr = _stderr_of(
+        "    os.write(2, b'E0000 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: Mutation::Apply error\\n')\n"
+        "    os.write(2, b'E0000 kernel.cc:1] a real failure\\n')\n"
+        "    print('from python', file=sys.stderr)\n",
+        "os.write(2, b'after the filter\\n')\n",
+    )
     # Python's line and the forwarded ones may interleave either way; none is lost, the noise is gone
     expected = ["E0000 kernel.cc:1] a real failure", "after the filter", "from python"]
-    assert sorted(result.stderr.splitlines()) == expected, result.stderr
+    assert sorted(stderr.splitlines()) == expected, stderr
 
 
 def test_a_log_handler_made_inside_the_filter_still_writes_after_it():
     """TensorFlow makes its Python log handler on its first warning, often inside the filter (at import): later
     warnings reach the terminal instead of a closed stream ('--- Logging error ---' and a traceback)."""
-    snippet = (
-        "import logging, sys\n"
-        "from ganport.native_logs import filtered_native_stderr\n"
-        "with filtered_native_stderr():\n"
-        "    logging.getLogger('tensorflow').addHandler(logging.StreamHandler(sys.stderr))\n"
-        "logging.getLogger('tensorflow').warning('a warning after the filter')\n"
+    stderr = _stderr_of(
+        "    logging.getLogger('tensorflow').addHandler(logging.StreamHandler(sys.stderr))\n",
+        "logging.getLogger('tensorflow').warning('a warning after the filter')\n",
     )
-    result = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == ["a warning after the filter"], result.stderr
+    assert stderr.splitlines() == ["a warning after the filter"], stderr
 
 
 @pytest.mark.slow

@@ -318,7 +318,7 @@ for _pooling in ("MaxPooling2D", "AveragePooling2D"):
             accumulation=lambda spec, kind=_pooling: math.prod(spec.options["pool_size"]) if "Average" in kind else 0,
         ),
     )
-for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+for _pooling in ("GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalMaxPooling1D"):
     register(
         _pooling,
         Converter(
@@ -372,19 +372,6 @@ register(
         accumulation=lambda spec: spec.options["pool_size"],
     ),
 )
-for _pooling in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
-    register(
-        _pooling,
-        Converter(
-            _read_global_pooling,
-            keras_layer(_pooling),
-            dl4j=TargetRule(
-                problem=lambda options: "DL4J does not read keepdims" if options["keepdims"] else None,
-                note="GlobalPoolingLayer",
-            ),
-        ),
-    )
-
 # --- upsampling ----------------------------------------------------------------------------------------------------
 
 
